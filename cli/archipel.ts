@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { loadNodeConfig, ConfigError } from '../storage-node/src/config';
+import { runNode } from '../storage-node/src/main';
+import { createLogger } from '../storage-node/src/util/logger';
+import { runAuditVerify } from '../storage-node/src/audit/verify';
+
+const program = new Command();
+program.name('archipel').description('Archipel: a multi-site S3-compatible object store for sensitive data').version('0.1.0');
+
+program
+  .command('node')
+  .description('run one storage node')
+  .requiredOption('-c, --config <file>', 'node configuration (YAML)')
+  .action(async (opts: { config: string }) => {
+    let cfg;
+    try {
+      cfg = loadNodeConfig(opts.config);
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        process.stderr.write(`archipel: invalid configuration ${opts.config}: ${e.message}\n`);
+        process.exit(2);
+      }
+      throw e;
+    }
+    const log = createLogger({ level: cfg.log.level, format: cfg.log.format, base: { component: 'storage-node', node: cfg.node.id } });
+    process.on('uncaughtException', (e) => {
+      log.error('uncaught exception', { error: e.stack });
+      process.exit(70);
+    });
+    const node = await runNode(cfg, log).catch((e: Error) => {
+      log.error('node failed to start', { error: e.message });
+      process.exit(1);
+    });
+    let signals = 0;
+    const onSignal = (sig: string): void => {
+      if (++signals > 1) process.exit(1);
+      node.stop(sig).then(() => process.exit(0), (e: Error) => {
+        log.error('stop failed', { error: e.message });
+        process.exit(1);
+      });
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+  });
+
+const audit = program.command('audit').description('audit log tools');
+audit
+  .command('verify')
+  .description('check the hash chain of a node\'s audit log; says which record was altered, removed or inserted')
+  .argument('<dir>', 'the audit folder (<dataDir>/audit) or a node data directory')
+  .action(async (dir: string) => {
+    const nested = path.join(dir, 'audit');
+    const target = fs.existsSync(nested) && fs.statSync(nested).isDirectory() ? nested : dir;
+    process.exitCode = await runAuditVerify(target, process.stdout);
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  process.stderr.write(`archipel: ${e.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,150 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+
+/**
+ * The storage node's configuration file (YAML). Relative paths resolve against the file's folder.
+ * Every limit has a default here so that main.ts never guesses.
+ */
+export interface NodeConfig {
+  node: { id: string; site: string };
+  dataDir: string;
+  s3: {
+    host: string;
+    /** 0 picks a free port; the chosen one is logged and written to <dataDir>/runtime.json. */
+    port: number;
+    region: string;
+    /** Domains for virtual-hosted-style addressing: <bucket>.<domain>. */
+    domains: string[];
+    maxHeaderBytes: number;
+    /** Idle/slow-client limits. */
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    maxConcurrentRequests: number;
+  };
+  admin: { host: string; port: number; token?: string };
+  accessKeys: { accessKeyId: string; secretAccessKey: string; name: string }[];
+  storage: { chunkSizeBytes: number; fsync: boolean };
+  scrub: { bytesPerSecond: number; intervalSeconds: number; enabled: boolean };
+  audit: { fsyncIntervalMs: number; segmentMaxBytes: number };
+  log: { level: string; format: 'json' | 'text' };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function section(o: Obj, name: string): Obj {
+  const v = o[name];
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${name}: must be a mapping`);
+  return v as Obj;
+}
+
+function str(o: Obj, name: string, def?: string): string {
+  const v = o[name];
+  if (v === undefined || v === null) {
+    if (def === undefined) throw new ConfigError(`${name}: required`);
+    return def;
+  }
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${name}: must be a non-empty string`);
+  return v;
+}
+
+function int(o: Obj, name: string, def: number, min: number, max: number): number {
+  const v = o[name] ?? def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${name}: must be an integer from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function bool(o: Obj, name: string, def: boolean): boolean {
+  const v = o[name] ?? def;
+  if (typeof v !== 'boolean') throw new ConfigError(`${name}: must be true or false`);
+  return v;
+}
+
+const ACCESS_KEY_RE = /^[A-Za-z0-9_-]{3,128}$/;
+
+export function parseNodeConfig(text: string, baseDir: string): NodeConfig {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text);
+  } catch (e) {
+    throw new ConfigError(`not valid YAML: ${(e as Error).message}`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the file must hold a mapping');
+  const r = raw as Obj;
+  const node = section(r, 'node');
+  const s3 = section(r, 's3');
+  const admin = section(r, 'admin');
+  const storage = section(r, 'storage');
+  const scrub = section(r, 'scrub');
+  const audit = section(r, 'audit');
+  const log = section(r, 'log');
+  const keysRaw = r.accessKeys ?? [];
+  if (!Array.isArray(keysRaw)) throw new ConfigError('accessKeys: must be a list');
+  const accessKeys = keysRaw.map((k, i) => {
+    if (!k || typeof k !== 'object') throw new ConfigError(`accessKeys[${i}]: must be a mapping`);
+    const ko = k as Obj;
+    const accessKeyId = str(ko, 'accessKeyId');
+    if (!ACCESS_KEY_RE.test(accessKeyId)) throw new ConfigError(`accessKeys[${i}].accessKeyId: 3-128 letters, digits, _ or -`);
+    const secretAccessKey = str(ko, 'secretAccessKey');
+    if (secretAccessKey.length < 8) throw new ConfigError(`accessKeys[${i}].secretAccessKey: at least 8 characters`);
+    return { accessKeyId, secretAccessKey, name: str(ko, 'name', accessKeyId) };
+  });
+  const dataDir = path.resolve(baseDir, str(r, 'dataDir'));
+  const logFormat = str(log, 'format', 'json');
+  if (logFormat !== 'json' && logFormat !== 'text') throw new ConfigError('log.format: json or text');
+  const domains = s3.domains ?? [];
+  if (!Array.isArray(domains) || domains.some((d) => typeof d !== 'string')) throw new ConfigError('s3.domains: a list of strings');
+  const adminToken = admin.token === undefined ? undefined : str(admin, 'token');
+  return {
+    node: { id: str(node, 'id', 'node-0'), site: str(node, 'site', 'local') },
+    dataDir,
+    s3: {
+      host: str(s3, 'host', '127.0.0.1'),
+      port: int(s3, 'port', 9000, 0, 65535),
+      region: str(s3, 'region', 'us-east-1'),
+      domains: domains as string[],
+      maxHeaderBytes: int(s3, 'maxHeaderBytes', 16 * 1024, 1024, 1024 * 1024),
+      headersTimeoutMs: int(s3, 'headersTimeoutMs', 30_000, 1000, 600_000),
+      requestTimeoutMs: int(s3, 'requestTimeoutMs', 0, 0, 24 * 3600_000),
+      keepAliveTimeoutMs: int(s3, 'keepAliveTimeoutMs', 60_000, 1000, 600_000),
+      maxConcurrentRequests: int(s3, 'maxConcurrentRequests', 1024, 1, 100_000),
+    },
+    admin: { host: str(admin, 'host', '127.0.0.1'), port: int(admin, 'port', 9001, 0, 65535), token: adminToken },
+    accessKeys,
+    storage: {
+      chunkSizeBytes: int(storage, 'chunkSizeBytes', 1024 * 1024, 4096, 64 * 1024 * 1024),
+      fsync: bool(storage, 'fsync', true),
+    },
+    scrub: {
+      bytesPerSecond: int(scrub, 'bytesPerSecond', 32 * 1024 * 1024, 1024, 10 * 1024 * 1024 * 1024),
+      intervalSeconds: int(scrub, 'intervalSeconds', 24 * 3600, 1, 365 * 24 * 3600),
+      enabled: bool(scrub, 'enabled', true),
+    },
+    audit: {
+      fsyncIntervalMs: int(audit, 'fsyncIntervalMs', 100, 1, 60_000),
+      segmentMaxBytes: int(audit, 'segmentMaxBytes', 64 * 1024 * 1024, 4096, 16 * 1024 * 1024 * 1024),
+    },
+    log: { level: str(log, 'level', 'info'), format: logFormat },
+  };
+}
+
+export function loadNodeConfig(file: string): NodeConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  return parseNodeConfig(text, path.dirname(path.resolve(file)));
+}

@@ -1,0 +1,492 @@
+import crypto from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from '../util/logger';
+import { HybridClock, newVersionId, newUploadId, isValidVersionId } from '../util/hlc';
+import { compositeChecksum, combineCrc, ChecksumAlgorithm } from '../util/checksum';
+import type { MetaStore } from '../meta/meta-store';
+import type { BlobStore } from '../blocks/blob-store';
+import type {
+  BlobRef, BucketRecord, ObjectVersion, PartRecord, RetentionMode, UploadRecord,
+  ListObjectsQuery, ListObjectsResult, ListVersionsQuery, ListVersionsResult, ListUploadsQuery, ListUploadsResult,
+} from '../meta/types';
+import { S3Error } from '../s3/error';
+import type { BodyInput, BodyDigests } from './body';
+import { assertDeletable, assertRetentionChange, defaultRetention } from './lock';
+
+/** Limits of the S3 data model (AWS's). */
+export const LIMITS = {
+  maxPutBytes: 5 * 1024 ** 3,
+  maxPartBytes: 5 * 1024 ** 3,
+  minPartBytes: 5 * 1024 ** 2,
+  maxObjectBytes: 5 * 1024 ** 4,
+  maxParts: 10_000,
+  maxTags: 10,
+} as const;
+
+export interface ObjectAttributes {
+  contentType?: string;
+  headers: Record<string, string>;
+  userMeta: Record<string, string>;
+  tags: [string, string][];
+  retention?: { mode: RetentionMode; untilMs: number };
+  legalHold?: boolean;
+}
+
+export interface WriteConditions {
+  /** If-None-Match: * — fail if a current object exists. */
+  ifNoneMatchStar?: boolean;
+  /** If-Match: "etag" — fail unless the current object has this ETag. */
+  ifMatch?: string;
+}
+
+export interface CompletePart {
+  partNumber: number;
+  etag: string;
+  checksum?: string;
+}
+
+/**
+ * The S3 data model on one node: buckets, versions, delete markers, object lock, multipart uploads.
+ * Knows nothing of HTTP; throws S3Error for refusals. Data is durable (blob fsync + metadata sync)
+ * before any method that writes resolves.
+ */
+export class Store {
+  constructor(
+    readonly meta: MetaStore,
+    readonly blobs: BlobStore,
+    private readonly log: Logger,
+    readonly clock = new HybridClock(),
+    private readonly nowMs: () => number = Date.now,
+  ) {}
+
+  // ---- access keys -------------------------------------------------------------------------------
+
+  secretFor(accessKeyId: string): string | undefined {
+    return this.meta.getAccessKey(accessKeyId)?.secretAccessKey;
+  }
+
+  // ---- buckets -----------------------------------------------------------------------------------
+
+  async createBucket(name: string, owner: string, region: string, objectLock: boolean): Promise<void> {
+    const existing = this.meta.getBucket(name);
+    if (existing) throw new S3Error(existing.owner === owner ? 'BucketAlreadyOwnedByYou' : 'BucketAlreadyExists', undefined, { BucketName: name });
+    const rec: BucketRecord = {
+      name, owner, region, createdMs: this.nowMs(),
+      versioning: objectLock ? 'Enabled' : 'Unversioned',
+      objectLockEnabled: objectLock,
+    };
+    if (!this.meta.createBucket(rec)) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name });
+    await this.meta.sync();
+    this.log.info('bucket created', { bucket: name, owner, objectLock });
+  }
+
+  getBucket(name: string): BucketRecord {
+    const b = this.meta.getBucket(name);
+    if (!b) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    return b;
+  }
+
+  listBuckets(owner: string): BucketRecord[] {
+    return this.meta.listBuckets().filter((b) => b.owner === owner);
+  }
+
+  async deleteBucket(name: string): Promise<void> {
+    this.getBucket(name);
+    const parts = this.meta.transaction(() => {
+      if (this.meta.bucketHasObjects(name)) throw new S3Error('BucketNotEmpty', undefined, { BucketName: name });
+      const uploads = this.meta.listUploads(name, { prefix: '', maxUploads: 100_000 }).uploads;
+      const freed: PartRecord[] = [];
+      for (const u of uploads) freed.push(...this.meta.deleteUpload(u.uploadId));
+      this.meta.deleteBucket(name);
+      return freed;
+    });
+    await this.meta.sync();
+    this.freeBlobs(parts.flatMap((p) => (p.blob ? [p.blob] : [])));
+    this.log.info('bucket deleted', { bucket: name });
+  }
+
+  async setVersioning(name: string, state: 'Enabled' | 'Suspended'): Promise<void> {
+    const b = this.getBucket(name);
+    if (b.objectLockEnabled && state === 'Suspended') {
+      throw new S3Error('InvalidBucketState', 'An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.');
+    }
+    this.meta.updateBucket(name, { versioning: state });
+    await this.meta.sync();
+  }
+
+  async setLockConfiguration(name: string, rule: BucketRecord['lockDefault'] | undefined): Promise<void> {
+    const b = this.getBucket(name);
+    if (!b.objectLockEnabled) {
+      if (b.versioning !== 'Enabled') throw new S3Error('InvalidBucketState', 'Versioning must be Enabled on the bucket to apply an Object Lock configuration.');
+    }
+    this.meta.updateBucket(name, { objectLockEnabled: true, lockDefault: rule });
+    await this.meta.sync();
+  }
+
+  async setBucketTags(name: string, tags: [string, string][] | undefined): Promise<void> {
+    this.getBucket(name);
+    this.meta.updateBucket(name, { tags });
+    await this.meta.sync();
+  }
+
+  // ---- objects -----------------------------------------------------------------------------------
+
+  /** Validates a write's preconditions against the current version; also used before reading a body. */
+  checkWriteConditions(bucket: string, key: string, c: WriteConditions): void {
+    if (!c.ifNoneMatchStar && c.ifMatch === undefined) return;
+    const cur = this.meta.getVersion(bucket, key);
+    const live = cur && !cur.deleteMarker ? cur : undefined;
+    if (c.ifNoneMatchStar && live) throw new S3Error('PreconditionFailed', undefined, { Condition: 'If-None-Match' });
+    if (c.ifMatch !== undefined) {
+      if (!live) throw new S3Error('NoSuchKey', undefined, { Key: key });
+      if (!etagMatches(c.ifMatch, live.etag)) throw new S3Error('PreconditionFailed', undefined, { Condition: 'If-Match' });
+    }
+  }
+
+  async putObject(bucket: BucketRecord, key: string, owner: string, body: BodyInput, attrs: ObjectAttributes, cond: WriteConditions = {}): Promise<ObjectVersion> {
+    this.checkWriteConditions(bucket.name, key, cond);
+    const { ref, digests } = await this.writeBlob(body);
+    return this.commitVersion(bucket, key, owner, attrs, cond, {
+      size: digests.sizeBytes,
+      etag: digests.md5Hex,
+      blobs: ref ? [ref] : [],
+      checksum: digests.checksum ? { ...digests.checksum, type: 'FULL_OBJECT' } : undefined,
+    });
+  }
+
+  /** Resolves the version a read or a sub-resource call addresses; delete markers answer as S3 does. */
+  resolveVersion(bucket: string, key: string, versionId: string | undefined): ObjectVersion {
+    if (versionId !== undefined) {
+      if (!isValidVersionId(versionId)) throw new S3Error('InvalidArgument', 'Invalid version id specified', { ArgumentName: 'versionId', ArgumentValue: versionId });
+      const v = this.meta.getVersion(bucket, key, versionId);
+      if (!v) throw new S3Error('NoSuchVersion', undefined, { Key: key, VersionId: versionId });
+      if (v.deleteMarker) {
+        throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', { Method: 'GET', ResourceType: 'DeleteMarker' },
+          { 'x-amz-delete-marker': 'true', 'x-amz-version-id': v.versionId, 'last-modified': new Date(v.lastModifiedMs).toUTCString() });
+      }
+      return v;
+    }
+    const v = this.meta.getVersion(bucket, key);
+    if (!v) throw new S3Error('NoSuchKey', undefined, { Key: key });
+    if (v.deleteMarker) throw new S3Error('NoSuchKey', undefined, { Key: key }, { 'x-amz-delete-marker': 'true', 'x-amz-version-id': v.versionId });
+    return v;
+  }
+
+  /** The bytes [start, endInclusive] of a version, each chunk verified before it is emitted. */
+  openObject(v: ObjectVersion, range?: { start: number; endInclusive: number }): Readable {
+    const start = range?.start ?? 0;
+    const end = range?.endInclusive ?? v.size - 1;
+    const blobs = this.blobs;
+    async function* gen(): AsyncGenerator<Buffer> {
+      let offset = 0;
+      for (const b of v.blobs) {
+        const bStart = offset;
+        const bEnd = offset + b.size - 1;
+        offset += b.size;
+        if (b.size === 0 || bEnd < start || bStart > end) continue;
+        const r = blobs.openReader(b.id, { start: Math.max(start, bStart) - bStart, endInclusive: Math.min(end, bEnd) - bStart });
+        try {
+          for await (const chunk of r) yield chunk as Buffer;
+        } finally {
+          r.destroy();
+        }
+      }
+    }
+    return Readable.from(gen(), { objectMode: false, highWaterMark: 1 });
+  }
+
+  async deleteObject(bucket: BucketRecord, key: string, versionId: string | undefined, owner: string, bypassGovernance: boolean): Promise<{ versionId?: string; deleteMarker: boolean }> {
+    const now = this.nowMs();
+    if (versionId !== undefined) {
+      if (!isValidVersionId(versionId)) throw new S3Error('InvalidArgument', 'Invalid version id specified', { ArgumentName: 'versionId', ArgumentValue: versionId });
+      const removed = this.meta.transaction(() => {
+        const v = this.meta.getVersion(bucket.name, key, versionId);
+        if (!v) return undefined;
+        assertDeletable(v, bypassGovernance, now);
+        return this.meta.deleteVersion(bucket.name, key, versionId);
+      });
+      if (!removed) return { versionId, deleteMarker: false };
+      await this.meta.sync();
+      this.freeBlobs(removed.blobs);
+      return { versionId, deleteMarker: removed.deleteMarker };
+    }
+    if (bucket.versioning === 'Unversioned') {
+      const removed = this.meta.transaction(() => {
+        const v = this.meta.getVersion(bucket.name, key, 'null');
+        if (!v) return undefined;
+        assertDeletable(v, bypassGovernance, now);
+        return this.meta.deleteVersion(bucket.name, key, 'null');
+      });
+      if (removed) {
+        await this.meta.sync();
+        this.freeBlobs(removed.blobs);
+      }
+      return { deleteMarker: false };
+    }
+    const marker = await this.commitVersion(bucket, key, owner, { headers: {}, userMeta: {}, tags: [] }, {}, { size: 0, etag: '', blobs: [], deleteMarker: true, bypassGovernance });
+    return { versionId: marker.versionId, deleteMarker: true };
+  }
+
+  async setObjectTags(bucket: string, key: string, versionId: string | undefined, tags: [string, string][]): Promise<ObjectVersion> {
+    const v = this.resolveVersion(bucket, key, versionId);
+    this.meta.updateVersion(bucket, key, v.versionId, { tags });
+    await this.meta.sync();
+    return v;
+  }
+
+  async setRetention(bucket: BucketRecord, key: string, versionId: string | undefined, next: { mode: RetentionMode; untilMs: number } | undefined, bypassGovernance: boolean): Promise<ObjectVersion> {
+    if (!bucket.objectLockEnabled) throw new S3Error('InvalidRequest', 'Bucket is missing Object Lock Configuration');
+    const now = this.nowMs();
+    const v = this.meta.transaction(() => {
+      const cur = this.resolveVersion(bucket.name, key, versionId);
+      assertRetentionChange(cur.retention, next, bypassGovernance, now);
+      this.meta.updateVersion(bucket.name, key, cur.versionId, { retention: next ?? null });
+      return cur;
+    });
+    await this.meta.sync();
+    return v;
+  }
+
+  async setLegalHold(bucket: BucketRecord, key: string, versionId: string | undefined, on: boolean): Promise<ObjectVersion> {
+    if (!bucket.objectLockEnabled) throw new S3Error('InvalidRequest', 'Bucket is missing Object Lock Configuration');
+    const v = this.resolveVersion(bucket.name, key, versionId);
+    this.meta.updateVersion(bucket.name, key, v.versionId, { legalHold: on });
+    await this.meta.sync();
+    return v;
+  }
+
+  listObjects(bucket: string, q: ListObjectsQuery): ListObjectsResult {
+    return this.meta.listObjects(bucket, q);
+  }
+
+  listVersions(bucket: string, q: ListVersionsQuery): ListVersionsResult {
+    return this.meta.listVersions(bucket, q);
+  }
+
+  // ---- multipart ---------------------------------------------------------------------------------
+
+  async createUpload(bucket: BucketRecord, key: string, owner: string, attrs: ObjectAttributes, checksum?: { algorithm: ChecksumAlgorithm; type: 'FULL_OBJECT' | 'COMPOSITE' }): Promise<UploadRecord> {
+    this.assertLockAttrs(bucket, attrs);
+    const u: UploadRecord = {
+      uploadId: newUploadId(), bucket: bucket.name, key, owner, initiatedMs: this.nowMs(),
+      contentType: attrs.contentType, headers: attrs.headers, userMeta: attrs.userMeta, tags: attrs.tags,
+      checksumAlgorithm: checksum?.algorithm, checksumType: checksum?.type,
+      retention: attrs.retention, legalHold: attrs.legalHold ?? false,
+    };
+    this.meta.createUpload(u);
+    await this.meta.sync();
+    return u;
+  }
+
+  getUpload(bucket: string, key: string, uploadId: string): UploadRecord {
+    const u = this.meta.getUpload(uploadId);
+    if (!u || u.bucket !== bucket || u.key !== key) throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId });
+    return u;
+  }
+
+  async uploadPart(u: UploadRecord, partNumber: number, body: BodyInput): Promise<PartRecord> {
+    const { ref, digests } = await this.writeBlob(body);
+    const part: PartRecord = {
+      uploadId: u.uploadId, partNumber, size: digests.sizeBytes, etag: digests.md5Hex,
+      checksum: digests.checksum?.value, lastModifiedMs: this.nowMs(), blob: ref,
+    };
+    let replaced: PartRecord | undefined;
+    try {
+      replaced = this.meta.transaction(() => {
+        if (!this.meta.getUpload(u.uploadId)) throw new S3Error('NoSuchUpload', undefined, { UploadId: u.uploadId });
+        return this.meta.putPart(part).replaced;
+      });
+    } catch (e) {
+      if (ref) this.freeBlobs([ref]);
+      throw e;
+    }
+    await this.meta.sync();
+    if (replaced?.blob) this.freeBlobs([replaced.blob]);
+    return part;
+  }
+
+  async completeUpload(bucket: BucketRecord, u: UploadRecord, requested: CompletePart[], cond: WriteConditions): Promise<ObjectVersion> {
+    if (requested.length === 0) throw new S3Error('MalformedXML', 'You must specify at least one part.');
+    if (requested.length > LIMITS.maxParts) throw new S3Error('InvalidArgument', `At most ${LIMITS.maxParts} parts.`);
+    for (let i = 1; i < requested.length; i++) {
+      if (requested[i].partNumber <= requested[i - 1].partNumber) throw new S3Error('InvalidPartOrder');
+    }
+    const stored = new Map(this.meta.getParts(u.uploadId).map((p) => [p.partNumber, p]));
+    const chosen: PartRecord[] = [];
+    for (const r of requested) {
+      const p = stored.get(r.partNumber);
+      if (!p || normalizeEtag(r.etag) !== p.etag) throw new S3Error('InvalidPart', undefined, { UploadId: u.uploadId, PartNumber: String(r.partNumber), ETag: r.etag });
+      if (r.checksum !== undefined && p.checksum !== undefined && r.checksum !== p.checksum) {
+        throw new S3Error('InvalidPart', `The checksum of part ${r.partNumber} does not match the uploaded part.`);
+      }
+      chosen.push(p);
+    }
+    chosen.forEach((p, i) => {
+      if (i < chosen.length - 1 && p.size < LIMITS.minPartBytes) {
+        throw new S3Error('EntityTooSmall', undefined, { ProposedSize: String(p.size), MinSizeAllowed: String(LIMITS.minPartBytes), PartNumber: String(p.partNumber), ETag: p.etag });
+      }
+    });
+    const size = chosen.reduce((s, p) => s + p.size, 0);
+    if (size > LIMITS.maxObjectBytes) throw new S3Error('EntityTooLarge');
+    const md5s = Buffer.concat(chosen.map((p) => Buffer.from(p.etag, 'hex')));
+    const etag = `${crypto.createHash('md5').update(md5s).digest('hex')}-${chosen.length}`;
+    let checksum: ObjectVersion['checksum'];
+    if (u.checksumAlgorithm && chosen.every((p) => p.checksum !== undefined)) {
+      const alg = u.checksumAlgorithm;
+      if (u.checksumType === 'FULL_OBJECT' && (alg === 'CRC32' || alg === 'CRC32C' || alg === 'CRC64NVME')) {
+        checksum = { algorithm: alg, type: 'FULL_OBJECT', value: combineCrc(alg, chosen.map((p) => ({ checksumBase64: p.checksum!, sizeBytes: p.size }))) };
+      } else {
+        checksum = { algorithm: alg, type: 'COMPOSITE', value: compositeChecksum(alg, chosen.map((p) => p.checksum!)) };
+      }
+    }
+    const used = new Set(chosen.map((p) => p.partNumber));
+    let unused: PartRecord[] = [];
+    const v = await this.commitVersion(bucket, u.key, u.owner,
+      { contentType: u.contentType, headers: u.headers, userMeta: u.userMeta, tags: u.tags, retention: u.retention, legalHold: u.legalHold }, cond,
+      {
+        size, etag, checksum,
+        blobs: chosen.flatMap((p) => (p.blob ? [p.blob] : [])),
+        parts: chosen.map((p) => ({ partNumber: p.partNumber, size: p.size, etag: p.etag, checksum: p.checksum })),
+        inTransaction: () => {
+          if (!this.meta.getUpload(u.uploadId)) throw new S3Error('NoSuchUpload', undefined, { UploadId: u.uploadId });
+          unused = this.meta.deleteUpload(u.uploadId).filter((p) => !used.has(p.partNumber));
+        },
+        keepBlobsOnFailure: true,
+      });
+    this.freeBlobs(unused.flatMap((p) => (p.blob ? [p.blob] : [])));
+    return v;
+  }
+
+  async abortUpload(u: UploadRecord): Promise<void> {
+    const parts = this.meta.transaction(() => this.meta.deleteUpload(u.uploadId));
+    await this.meta.sync();
+    this.freeBlobs(parts.flatMap((p) => (p.blob ? [p.blob] : [])));
+  }
+
+  listUploads(bucket: string, q: ListUploadsQuery): ListUploadsResult {
+    return this.meta.listUploads(bucket, q);
+  }
+
+  listParts(uploadId: string, marker: number, max: number): ReturnType<MetaStore['listParts']> {
+    return this.meta.listParts(uploadId, marker, max);
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------
+
+  /** Streams a body into a new blob; returns no blob for an empty body. The blob is durable on return. */
+  private async writeBlob(body: BodyInput): Promise<{ ref?: BlobRef; digests: BodyDigests }> {
+    const w = this.blobs.createWriter();
+    try {
+      await pipeline(body.stream, w);
+      const digests = body.finish();
+      if (digests.sizeBytes === 0) {
+        await w.abort();
+        return { digests };
+      }
+      const ref = await w.commit();
+      if (ref.size !== digests.sizeBytes) throw new Error(`blob size ${ref.size} differs from body size ${digests.sizeBytes}`);
+      return { ref, digests };
+    } catch (e) {
+      await w.abort().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private assertLockAttrs(bucket: BucketRecord, attrs: ObjectAttributes): void {
+    if ((attrs.retention || attrs.legalHold) && !bucket.objectLockEnabled) {
+      throw new S3Error('InvalidRequest', 'Bucket is missing Object Lock Configuration');
+    }
+    if (attrs.retention && attrs.retention.untilMs <= this.nowMs()) throw new S3Error('InvalidArgument', 'The retain until date must be in the future!');
+  }
+
+  /**
+   * Makes a new version (or delete marker) the current one, atomically with its preconditions, then waits
+   * for the metadata to be durable. A replaced 'null' version is freed only after that.
+   */
+  private async commitVersion(
+    bucket: BucketRecord, key: string, owner: string, attrs: ObjectAttributes, cond: WriteConditions,
+    data: {
+      size: number; etag: string; blobs: BlobRef[]; checksum?: ObjectVersion['checksum']; parts?: ObjectVersion['parts'];
+      deleteMarker?: boolean; bypassGovernance?: boolean; inTransaction?: () => void; keepBlobsOnFailure?: boolean;
+    },
+  ): Promise<ObjectVersion> {
+    let replaced: ObjectVersion | undefined;
+    let v: ObjectVersion;
+    try {
+      this.assertLockAttrs(bucket, attrs);
+      v = this.meta.transaction(() => {
+        // Re-read the bucket inside the transaction: versioning may have changed while the body streamed.
+        const b = this.meta.getBucket(bucket.name);
+        if (!b) throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket.name });
+        this.checkWriteConditions(b.name, key, cond);
+        data.inTransaction?.();
+        const now = this.nowMs();
+        const ts = this.clock.now();
+        const versionId = b.versioning === 'Enabled' ? newVersionId(ts) : 'null';
+        if (versionId === 'null') {
+          const old = this.meta.getVersion(b.name, key, 'null');
+          if (old) assertDeletable(old, data.bypassGovernance ?? false, now);
+        }
+        const rec: ObjectVersion = {
+          bucket: b.name, key, versionId, ts, isLatest: true, deleteMarker: data.deleteMarker ?? false,
+          size: data.size, etag: data.etag, lastModifiedMs: now,
+          contentType: attrs.contentType, headers: attrs.headers, userMeta: attrs.userMeta,
+          checksum: data.checksum, parts: data.parts, blobs: data.blobs, tags: attrs.tags,
+          retention: data.deleteMarker ? undefined : attrs.retention ?? defaultRetention(b, now),
+          legalHold: data.deleteMarker ? false : attrs.legalHold ?? false,
+          owner,
+        };
+        replaced = this.meta.putVersion(rec).replaced;
+        return rec;
+      });
+    } catch (e) {
+      if (!data.keepBlobsOnFailure) this.freeBlobs(data.blobs);
+      throw e;
+    }
+    await this.meta.sync();
+    if (replaced) this.freeBlobs(replaced.blobs);
+    return v;
+  }
+
+  /** Deletes blobs no longer referenced; failures are logged (the orphan sweep catches them later). */
+  private freeBlobs(refs: BlobRef[]): void {
+    for (const r of refs) {
+      this.blobs.delete(r.id).catch((e: Error) => this.log.warn('blob delete failed', { blobId: r.id, error: e.message }));
+    }
+  }
+
+  /**
+   * Removes blobs that no metadata references and that are older than `olderThanMs` (so that blobs being
+   * committed right now are never touched). Run in the background after start-up.
+   */
+  async sweepOrphanBlobs(olderThanMs: number, isStopping: () => boolean): Promise<number> {
+    let removed = 0;
+    for await (const id of this.blobs.list()) {
+      if (isStopping()) break;
+      if (this.meta.isBlobReferenced(id)) continue;
+      const st = await this.blobs.statTime?.(id);
+      if (st === undefined || st >= olderThanMs) continue;
+      if (this.meta.isBlobReferenced(id)) continue;
+      await this.blobs.delete(id);
+      removed++;
+    }
+    if (removed) this.log.info('orphan blobs removed', { removed });
+    return removed;
+  }
+}
+
+export function normalizeEtag(e: string): string {
+  let s = e.trim();
+  if (s.startsWith('W/')) s = s.slice(2);
+  if (s.length >= 2 && s.startsWith('"') && s.endsWith('"')) s = s.slice(1, -1);
+  return s;
+}
+
+/** If-Match / If-None-Match lists: "a", "b" or *. */
+export function etagMatches(header: string, etag: string): boolean {
+  return header.split(',').some((t) => {
+    const x = t.trim();
+    return x === '*' || normalizeEtag(x) === etag;
+  });
+}
