@@ -228,6 +228,15 @@ export class Store {
     return { versionId: marker.versionId, deleteMarker: true };
   }
 
+  /** The version a lock call addresses; a delete marker has no data to protect, so lock calls on one are refused. */
+  private lockTarget(bucket: string, key: string, versionId: string | undefined): ObjectVersion {
+    if (versionId !== undefined && isValidVersionId(versionId)) {
+      const v = this.meta.getVersion(bucket, key, versionId);
+      if (v?.deleteMarker) throw new S3Error('InvalidObjectState', 'Object Lock settings cannot be applied to a delete marker.', { Key: key, VersionId: versionId });
+    }
+    return this.resolveVersion(bucket, key, versionId);
+  }
+
   async setObjectTags(bucket: string, key: string, versionId: string | undefined, tags: [string, string][]): Promise<ObjectVersion> {
     const v = this.resolveVersion(bucket, key, versionId);
     this.meta.updateVersion(bucket, key, v.versionId, { tags });
@@ -239,7 +248,7 @@ export class Store {
     if (!bucket.objectLockEnabled) throw new S3Error('InvalidRequest', 'Bucket is missing Object Lock Configuration');
     const now = this.nowMs();
     const v = this.meta.transaction(() => {
-      const cur = this.resolveVersion(bucket.name, key, versionId);
+      const cur = this.lockTarget(bucket.name, key, versionId);
       assertRetentionChange(cur.retention, next, bypassGovernance, now);
       this.meta.updateVersion(bucket.name, key, cur.versionId, { retention: next ?? null });
       return cur;
@@ -250,7 +259,7 @@ export class Store {
 
   async setLegalHold(bucket: BucketRecord, key: string, versionId: string | undefined, on: boolean): Promise<ObjectVersion> {
     if (!bucket.objectLockEnabled) throw new S3Error('InvalidRequest', 'Bucket is missing Object Lock Configuration');
-    const v = this.resolveVersion(bucket.name, key, versionId);
+    const v = this.lockTarget(bucket.name, key, versionId);
     this.meta.updateVersion(bucket.name, key, v.versionId, { legalHold: on });
     await this.meta.sync();
     return v;
