@@ -24,7 +24,7 @@ describe('S3 objects with @aws-sdk/client-s3 (real node)', function () {
   let s3: S3Client;
 
   before(async () => {
-    node = await startNode({ extraKeys: [{ accessKeyId: 'second-key', secretAccessKey: 'second-secret-key', name: 'second' }] });
+    node = await startNode({ configOverrides: { s3: { domains: ['s3.localhost'] } }, extraKeys: [{ accessKeyId: 'second-key', secretAccessKey: 'second-secret-key', name: 'second' }] });
     s3 = node.s3Client();
     await s3.send(new CreateBucketCommand({ Bucket: 'objects' }));
   });
@@ -170,7 +170,8 @@ describe('S3 objects with @aws-sdk/client-s3 (real node)', function () {
   it('buckets: head, location, list shows only the caller\'s, delete when empty', async () => {
     await s3.send(new HeadBucketCommand({ Bucket: 'objects' }));
     const loc = await s3.send(new GetBucketLocationCommand({ Bucket: 'objects' }));
-    assert.ok(loc.LocationConstraint === undefined || loc.LocationConstraint === '' || loc.LocationConstraint === node.region);
+    const lc = loc.LocationConstraint as string | undefined;
+    assert.ok(lc === undefined || lc === '' || lc === node.region);
     const second = node.s3Client({ credentials: { accessKeyId: 'second-key', secretAccessKey: 'second-secret-key' } });
     await second.send(new CreateBucketCommand({ Bucket: 'seconds-bucket' }));
     const mine = (await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name);

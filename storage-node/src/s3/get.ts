@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { S3Error } from './error';
 import type { Handler, S3Context } from './context';
 import { objectHeaders, quoteEtag } from './headers';
@@ -108,29 +109,36 @@ async function serve(ctx: S3Context, withBody: boolean): Promise<void> {
     return;
   }
   const body = ctx.svc.store.openObject(v, range);
+  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // The first chunk is read and verified before the status line, so a bad copy is still a clean error.
+  let next: IteratorResult<Buffer>;
+  try {
+    next = await it.next();
+  } catch (e) {
+    body.destroy();
+    ctx.svc.log.error('object read failed', { requestId: ctx.requestId, bucket: b.name, key, versionId: v.versionId, error: (e as Error).message });
+    throw new S3Error('InternalError');
+  }
   ctx.res.writeHead(status, headers);
-  await new Promise<void>((resolve) => {
-    body.on('data', (c: Buffer) => {
-      ctx.bytesOut += c.length;
-      if (!ctx.res.write(c)) body.pause();
-    });
-    ctx.res.on('drain', () => body.resume());
-    body.on('end', () => {
-      ctx.res.end();
-      resolve();
-    });
-    body.on('error', (e: Error) => {
-      // Headers are sent: a short body and a cut connection are what tells the client the read failed.
-      ctx.errorCode = 'InternalError';
-      ctx.svc.log.error('object read failed', { requestId: ctx.requestId, bucket: b.name, key, versionId: v.versionId, error: e.message });
-      ctx.res.destroy();
-      resolve();
-    });
-    ctx.res.on('close', () => {
-      body.destroy();
-      resolve();
-    });
-  });
+  const closed = new Promise<void>((resolve) => ctx.res.once('close', resolve));
+  try {
+    while (!next.done) {
+      ctx.bytesOut += next.value.length;
+      if (!ctx.res.write(next.value)) {
+        const drained = await Promise.race([once(ctx.res, 'drain').then(() => true), closed.then(() => false)]);
+        if (!drained) break;
+      }
+      next = await it.next();
+    }
+    ctx.res.end();
+  } catch (e) {
+    // Headers are sent: a short body and a cut connection are what tells the client the read failed.
+    ctx.errorCode = 'InternalError';
+    ctx.svc.log.error('object read failed', { requestId: ctx.requestId, bucket: b.name, key, versionId: v.versionId, error: (e as Error).message });
+    ctx.res.destroy();
+  } finally {
+    body.destroy();
+  }
 }
 
 export const getObject: Handler = (ctx) => serve(ctx, true);
