@@ -315,7 +315,12 @@ export class Store {
     return part;
   }
 
-  async completeUpload(bucket: BucketRecord, u: UploadRecord, requested: CompletePart[], cond: WriteConditions): Promise<ObjectVersion> {
+  /**
+   * Makes the object from the listed parts. `expect` carries what the client says of the whole object
+   * (x-amz-checksum-*, x-amz-mp-object-size): a mismatch refuses the completion and leaves the upload as it was.
+   */
+  async completeUpload(bucket: BucketRecord, u: UploadRecord, requested: CompletePart[], cond: WriteConditions,
+    expect: { checksum?: { algorithm: ChecksumAlgorithm; value: string }; sizeBytes?: number } = {}): Promise<ObjectVersion> {
     if (requested.length === 0) throw new S3Error('MalformedXML', 'You must specify at least one part.');
     if (requested.length > LIMITS.maxParts) throw new S3Error('InvalidArgument', `At most ${LIMITS.maxParts} parts.`);
     for (let i = 1; i < requested.length; i++) {
@@ -347,6 +352,15 @@ export class Store {
         checksum = { algorithm: alg, type: 'FULL_OBJECT', value: combineCrc(alg, chosen.map((p) => ({ checksumBase64: p.checksum!, sizeBytes: p.size }))) };
       } else {
         checksum = { algorithm: alg, type: 'COMPOSITE', value: compositeChecksum(alg, chosen.map((p) => p.checksum!)) };
+      }
+    }
+    if (expect.sizeBytes !== undefined && expect.sizeBytes !== size) {
+      throw new S3Error('InvalidRequest', `The provided x-amz-mp-object-size (${expect.sizeBytes}) does not match the size of the parts (${size}).`);
+    }
+    if (expect.checksum) {
+      const bare = (x: string): string => x.replace(/-\d+$/, '');
+      if (!checksum || checksum.algorithm !== expect.checksum.algorithm || bare(checksum.value) !== bare(expect.checksum.value)) {
+        throw new S3Error('BadDigest', `The ${expect.checksum.algorithm} you specified for the whole object did not match the calculated checksum.`);
       }
     }
     const used = new Set(chosen.map((p) => p.partNumber));

@@ -233,9 +233,16 @@ export const completeUpload: Handler = async (ctx) => {
   if (type !== undefined && u.checksumType !== undefined && type.toUpperCase() !== u.checksumType) {
     throw new S3Error('InvalidRequest', `The upload was created using the ${u.checksumType} checksum mode. The complete request must use the same checksum mode.`);
   }
+  const expected = CHECKSUM_ALGORITHMS.filter((a) => ctx.header(checksumHeaderName(a)) !== undefined);
+  if (expected.length > 1) throw new S3Error('InvalidRequest', 'Expecting a single x-amz-checksum- header.');
+  const sizeHeader = ctx.header('x-amz-mp-object-size');
+  if (sizeHeader !== undefined && !/^\d{1,16}$/.test(sizeHeader)) throw new S3Error('InvalidArgument', 'x-amz-mp-object-size must be a number.');
   const doc = parseXml(await readCompleteBody(ctx), 'CompleteMultipartUpload');
   const parts = parseCompleteParts(doc, u);
-  const v = await ctx.svc.store.completeUpload(b, u, parts, cond);
+  const v = await ctx.svc.store.completeUpload(b, u, parts, cond, {
+    checksum: expected.length === 1 ? { algorithm: expected[0], value: ctx.header(checksumHeaderName(expected[0]))! } : undefined,
+    sizeBytes: sizeHeader === undefined ? undefined : Number(sizeHeader),
+  });
   ctx.versionId = v.versionId;
   const host = ctx.header('host') ?? 'localhost';
   const hostname = host.replace(/:\d+$/, '').toLowerCase();
