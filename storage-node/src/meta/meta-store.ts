@@ -1,0 +1,428 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { CoalescingSync } from '../util/fsync';
+import { Logger, silentLogger } from '../util/logger';
+import { assertListingString } from './keys';
+import { Cursor, listPage, Page, startAfterKey } from './listing';
+import {
+  assert, assertId, decodeAccessKey, decodeBucket, decodePart, decodeUpload, decodeVersion, encodeAccessKey,
+  encodeBucket, encodePart, encodeUpload, encodeVersion, AccessKeyRow, BucketRow, PartRow, UploadPos, UploadRow,
+  VersionPos, VersionTuple, tupleKey, tupleVersionId, UPLOAD_COLUMNS, VERSION_COLUMNS,
+} from './rows';
+import { FORMAT_VERSION, MIGRATIONS, runMigrations } from './schema';
+import { liveObjectSource, uploadSource, versionSource } from './sources';
+import type {
+  AccessKeyRecord, BucketRecord, ListObjectsQuery, ListObjectsResult, ListUploadsQuery, ListUploadsResult,
+  ListVersionsQuery, ListVersionsResult, ObjectVersion, PartRecord, UploadRecord,
+} from './types';
+
+/** sqlite truncates the WAL back to this size after a checkpoint, so a burst does not keep a huge file. */
+const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+/** Page cache: listings and point gets stay in memory for a working set of this size. */
+const CACHE_SIZE_KIB = 32 * 1024;
+/** Statements are built from a fixed set of shapes; more than this means a query is built from data. */
+const MAX_CACHED_STATEMENTS = 128;
+const MAX_LIST_PARTS = 10_000;
+/** Version ids minted by util/hlc: 14 hex digits of the clock value, then 12 random chars. */
+const HLC_VERSION_ID_RE = /^[0-9a-f]{14}[A-Za-z0-9_-]{12}$/;
+
+const namedParams = (columns: string): string => columns.split(', ').map((c) => '@' + c).join(', ');
+const INSERT_VERSION = `INSERT INTO versions (${VERSION_COLUMNS}) VALUES (${namedParams(VERSION_COLUMNS)})`;
+const INSERT_UPLOAD = `INSERT INTO uploads (${UPLOAD_COLUMNS}) VALUES (${namedParams(UPLOAD_COLUMNS)})`;
+
+export interface VersionPatch {
+  tags?: [string, string][];
+  /** null removes the retention. */
+  retention?: ObjectVersion['retention'] | null;
+  legalHold?: boolean;
+}
+
+export interface MetaStoreOptions {
+  logger?: Logger;
+}
+
+/**
+ * The metadata tables of one node (buckets, access keys, object versions, multipart uploads and parts) in
+ * one sqlite database in WAL mode. Every method is synchronous; writes are atomic but become durable only
+ * when a later `sync()` resolves (group commit, see docs/decisions/0001-metadata-store.md).
+ */
+export class MetaStore {
+  private readonly statements = new Map<string, Database.Statement>();
+  private closed = false;
+  private readonly prepare = (sql: string, raw?: boolean): Database.Statement => this.stmt(sql, raw);
+
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly walSync: CoalescingSync,
+    readonly volumeId: string,
+    readonly formatVersion: number,
+  ) {}
+
+  static open(file: string, opts: MetaStoreOptions = {}): MetaStore {
+    const log = opts.logger ?? silentLogger();
+    const db = new Database(file);
+    try {
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new Error(`metadata store ${file} cannot use WAL mode (got ${String(mode)})`);
+      // NORMAL: a commit does not fsync (it would block the event loop); sync() makes commits durable.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`);
+      db.pragma(`cache_size = -${CACHE_SIZE_KIB}`);
+      const formatVersion = runMigrations(db, MIGRATIONS, log);
+      assert(formatVersion === FORMAT_VERSION, 'migrations reach the current format');
+      const volumeId = ensureVolumeId(db);
+      // A write at every open guarantees the -wal file exists before we fsync it and keep an fd on it.
+      db.prepare("INSERT INTO meta (k, v) VALUES ('lastOpenedMs', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v").run(String(Date.now()));
+      const wal = `${file}-wal`;
+      if (!fs.existsSync(wal)) throw new Error(`metadata store ${file} has no WAL file after a write`);
+      // Once, at start: the schema, the volume id and the WAL's directory entry are durable before we serve.
+      fsyncPathSync(wal, false);
+      fsyncPathSync(path.dirname(path.resolve(file)), true);
+      log.info('metadata store opened', { file, volumeId, formatVersion });
+      return new MetaStore(db, new CoalescingSync(wal), volumeId, formatVersion);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /** Resolves once every write committed before the call is on stable storage (one fsync of the WAL, shared). */
+  sync(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('metadata store is closed'));
+    return this.walSync.sync();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.walSync.close().catch(() => undefined);
+    // Closing the last connection checkpoints (with fsyncs) and removes the WAL: keep one per process.
+    this.db.close();
+  }
+
+  /** Runs fn atomically; calls to this store inside it join the transaction (nested ones become savepoints). */
+  transaction<T>(fn: () => T): T {
+    this.assertOpen();
+    return this.db.transaction(fn)();
+  }
+
+  // ---- access keys -------------------------------------------------------------------------------
+
+  upsertAccessKey(k: AccessKeyRecord): void {
+    const row = encodeAccessKey(k);
+    this.stmt(
+      'INSERT INTO access_keys (access_key_id, secret_access_key, name, created_ms) VALUES (@access_key_id, @secret_access_key, @name, @created_ms) ' +
+        'ON CONFLICT (access_key_id) DO UPDATE SET secret_access_key = excluded.secret_access_key, name = excluded.name, created_ms = excluded.created_ms',
+    ).run(row);
+  }
+
+  getAccessKey(id: string): AccessKeyRecord | undefined {
+    const r = this.stmt('SELECT * FROM access_keys WHERE access_key_id = ?').get(id) as AccessKeyRow | undefined;
+    return r && decodeAccessKey(r);
+  }
+
+  listAccessKeys(): AccessKeyRecord[] {
+    return (this.stmt('SELECT * FROM access_keys ORDER BY access_key_id').all() as AccessKeyRow[]).map(decodeAccessKey);
+  }
+
+  deleteAccessKey(id: string): boolean {
+    return this.stmt('DELETE FROM access_keys WHERE access_key_id = ?').run(id).changes > 0;
+  }
+
+  // ---- buckets -----------------------------------------------------------------------------------
+
+  /** False if a bucket of that name exists. */
+  createBucket(b: BucketRecord): boolean {
+    const row = encodeBucket(b);
+    return this.stmt(
+      'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags) ' +
+        'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags) ON CONFLICT (name) DO NOTHING',
+    ).run(row).changes === 1;
+  }
+
+  getBucket(name: string): BucketRecord | undefined {
+    const r = this.stmt('SELECT * FROM buckets WHERE name = ?').get(name) as BucketRow | undefined;
+    return r && decodeBucket(r);
+  }
+
+  /** By name, in byte order. */
+  listBuckets(): BucketRecord[] {
+    return (this.stmt('SELECT * FROM buckets ORDER BY name').all() as BucketRow[]).map(decodeBucket);
+  }
+
+  /** A field present in `patch` with value undefined is removed (e.g. lockDefault, tags). */
+  updateBucket(name: string, patch: Partial<Omit<BucketRecord, 'name' | 'owner' | 'createdMs'>>): void {
+    this.transaction(() => {
+      const cur = this.getBucket(name);
+      if (!cur) throw new Error(`no such bucket: ${name}`);
+      const row = encodeBucket({ ...cur, ...patch, name: cur.name, owner: cur.owner, createdMs: cur.createdMs });
+      this.stmt(
+        'UPDATE buckets SET region = @region, versioning = @versioning, object_lock = @object_lock, lock_default = @lock_default, tags = @tags WHERE name = @name',
+      ).run({ name: row.name, region: row.region, versioning: row.versioning, object_lock: row.object_lock, lock_default: row.lock_default, tags: row.tags });
+    });
+  }
+
+  /** Also deletes the bucket's uploads and their parts. The caller checks that no version remains. */
+  deleteBucket(name: string): boolean {
+    return this.transaction(() => {
+      if (this.bucketHasObjects(name)) throw new Error(`bucket ${name} still has versions`);
+      // uploads and parts go by ON DELETE CASCADE; their blob references by trigger.
+      return this.stmt('DELETE FROM buckets WHERE name = ?').run(name).changes > 0;
+    });
+  }
+
+  /** Any version or delete marker. */
+  bucketHasObjects(name: string): boolean {
+    return this.stmt('SELECT 1 FROM versions WHERE bucket = ? LIMIT 1').get(name) !== undefined;
+  }
+
+  bucketHasUploads(name: string): boolean {
+    return this.stmt('SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1').get(name) !== undefined;
+  }
+
+  // ---- versions ----------------------------------------------------------------------------------
+
+  /**
+   * Inserts a version and makes it the latest of its key (the stored isLatest is true whatever v says).
+   * A new 'null' version replaces (deletes) the key's existing 'null' version, which is returned so that
+   * the caller can free its blobs once the change is durable.
+   */
+  putVersion(v: ObjectVersion): { replaced?: ObjectVersion } {
+    const row = encodeVersion({ ...v, isLatest: true });
+    return this.transaction(() => {
+      if (!this.stmt('SELECT 1 FROM buckets WHERE name = ?').get(row.bucket)) throw new Error(`no such bucket: ${row.bucket}`);
+      const old = this.versionRow(row.bucket, row.key, row.version_id);
+      if (old !== undefined && row.version_id !== 'null') throw new Error(`version ${row.version_id} of ${row.key} already exists`);
+      if (old !== undefined) this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(row.bucket, row.key, row.version_id);
+      this.stmt('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(row.bucket, row.key);
+      this.stmt(INSERT_VERSION).run(row);
+      return old ? { replaced: decodeVersion(old) } : {};
+    });
+  }
+
+  /** No versionId: the latest version of the key, which may be a delete marker. */
+  getVersion(bucket: string, key: string, versionId?: string): ObjectVersion | undefined {
+    const r = versionId === undefined
+      ? (this.stmt(`SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1`, true).get(bucket, key) as VersionTuple | undefined)
+      : this.versionRow(bucket, key, versionId);
+    return r && decodeVersion(r);
+  }
+
+  /** Removes one version; if it was the latest, the next newest (ts desc, versionId desc) becomes latest. */
+  deleteVersion(bucket: string, key: string, versionId: string): ObjectVersion | undefined {
+    return this.transaction(() => {
+      const old = this.versionRow(bucket, key, versionId);
+      if (!old) return undefined;
+      const removed = decodeVersion(old);
+      this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
+      if (removed.isLatest) {
+        const next = this.stmt('SELECT rowid AS id FROM versions WHERE bucket = ? AND key = ? ORDER BY ts DESC, version_id DESC LIMIT 1').get(bucket, key) as { id: number } | undefined;
+        if (next) this.stmt('UPDATE versions SET is_latest = 1 WHERE rowid = ?').run(next.id);
+      }
+      return removed;
+    });
+  }
+
+  /** False if the version does not exist. */
+  updateVersion(bucket: string, key: string, versionId: string, patch: VersionPatch): boolean {
+    return this.transaction(() => {
+      const cur = this.getVersion(bucket, key, versionId);
+      if (!cur) return false;
+      const next: ObjectVersion = { ...cur };
+      if (patch.tags !== undefined) next.tags = patch.tags;
+      if (patch.retention === null) delete next.retention;
+      else if (patch.retention !== undefined) next.retention = patch.retention;
+      if (patch.legalHold !== undefined) next.legalHold = patch.legalHold;
+      const row = encodeVersion(next); // validates the whole record again
+      this.stmt(
+        'UPDATE versions SET tags = ?, retention_mode = ?, retention_until_ms = ?, legal_hold = ? WHERE bucket = ? AND key = ? AND version_id = ?',
+      ).run(row.tags, row.retention_mode, row.retention_until_ms, row.legal_hold, bucket, key, versionId);
+      return true;
+    });
+  }
+
+  listObjects(bucket: string, q: ListObjectsQuery): ListObjectsResult {
+    this.assertListing(q.prefix, q.delimiter, q.after);
+    const page = listPage(liveObjectSource(this.prepare, bucket), {
+      prefix: q.prefix, delimiter: q.delimiter, start: { bound: startAfterKey(q.prefix, q.after) }, skipPrefixesUpTo: q.after, maxEntries: q.maxKeys,
+    });
+    const res: ListObjectsResult = { contents: page.rows.map(decodeVersion), commonPrefixes: page.prefixes, isTruncated: page.isTruncated };
+    const next = nextMarkers(page, tupleKey, tupleVersionId);
+    if (next.key !== undefined) res.nextAfter = next.key;
+    return res;
+  }
+
+  /**
+   * keyMarker alone: start after every version of that key. With versionIdMarker: continue after that
+   * version within the key. A versionIdMarker without keyMarker is ignored (the S3 layer refuses it).
+   */
+  listVersions(bucket: string, q: ListVersionsQuery): ListVersionsResult {
+    this.assertListing(q.prefix, q.delimiter, q.keyMarker);
+    let start: Cursor<VersionPos> = { bound: startAfterKey(q.prefix, q.keyMarker) };
+    if (q.keyMarker !== undefined && q.versionIdMarker !== undefined && q.keyMarker.startsWith(q.prefix)) {
+      const pos = this.versionPosition(bucket, q.keyMarker, q.versionIdMarker);
+      if (pos) start = { after: pos };
+    }
+    const page = listPage(versionSource(this.prepare, bucket), {
+      prefix: q.prefix, delimiter: q.delimiter, start, skipPrefixesUpTo: q.keyMarker, maxEntries: q.maxKeys,
+    });
+    const res: ListVersionsResult = { versions: page.rows.map(decodeVersion), commonPrefixes: page.prefixes, isTruncated: page.isTruncated };
+    const next = nextMarkers(page, tupleKey, tupleVersionId);
+    if (next.key !== undefined) res.nextKeyMarker = next.key;
+    if (next.id !== undefined) res.nextVersionIdMarker = next.id;
+    return res;
+  }
+
+  /** True if a version or a part references the blob (for the orphan-blob sweep). */
+  isBlobReferenced(blobId: string): boolean {
+    return this.stmt('SELECT 1 FROM blob_refs WHERE blob_id = ?').get(blobId) !== undefined;
+  }
+
+  // ---- multipart uploads -------------------------------------------------------------------------
+
+  createUpload(u: UploadRecord): void {
+    const row = encodeUpload(u);
+    this.transaction(() => {
+      if (!this.stmt('SELECT 1 FROM buckets WHERE name = ?').get(row.bucket)) throw new Error(`no such bucket: ${row.bucket}`);
+      this.stmt(INSERT_UPLOAD).run(row);
+    });
+  }
+
+  getUpload(uploadId: string): UploadRecord | undefined {
+    const r = this.stmt(`SELECT ${UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?`).get(uploadId) as UploadRow | undefined;
+    return r && decodeUpload(r);
+  }
+
+  /** Deletes the upload and its parts; returns the parts (by part number) so that their blobs can be freed. */
+  deleteUpload(uploadId: string): PartRecord[] {
+    return this.transaction(() => {
+      const parts = this.getParts(uploadId);
+      this.stmt('DELETE FROM uploads WHERE upload_id = ?').run(uploadId);
+      return parts;
+    });
+  }
+
+  /**
+   * Key ascending, then initiation ascending. keyMarker + uploadIdMarker continue after that upload; if it
+   * no longer exists, after every upload of keyMarker (never a repeat, possibly a miss of a concurrent one).
+   */
+  listUploads(bucket: string, q: ListUploadsQuery): ListUploadsResult {
+    this.assertListing(q.prefix, q.delimiter, q.keyMarker);
+    let start: Cursor<UploadPos> = { bound: startAfterKey(q.prefix, q.keyMarker) };
+    if (q.keyMarker !== undefined && q.uploadIdMarker !== undefined && q.keyMarker.startsWith(q.prefix)) {
+      const m = this.stmt('SELECT key, initiated_ms, upload_id FROM uploads WHERE upload_id = ? AND bucket = ? AND key = ?')
+        .get(q.uploadIdMarker, bucket, q.keyMarker) as UploadPos | undefined;
+      if (m) start = { after: m };
+    }
+    const page = listPage(uploadSource(this.prepare, bucket), {
+      prefix: q.prefix, delimiter: q.delimiter, start, skipPrefixesUpTo: q.keyMarker, maxEntries: q.maxUploads,
+    });
+    const res: ListUploadsResult = { uploads: page.rows.map(decodeUpload), commonPrefixes: page.prefixes, isTruncated: page.isTruncated };
+    const next = nextMarkers(page, (r) => r.key, (r) => r.upload_id);
+    if (next.key !== undefined) res.nextKeyMarker = next.key;
+    if (next.id !== undefined) res.nextUploadIdMarker = next.id;
+    return res;
+  }
+
+  /** Adds or replaces a part; a replaced part is returned so that its blob can be freed. */
+  putPart(p: PartRecord): { replaced?: PartRecord } {
+    const row = encodePart(p);
+    return this.transaction(() => {
+      if (!this.stmt('SELECT 1 FROM uploads WHERE upload_id = ?').get(row.upload_id)) throw new Error(`no such upload: ${row.upload_id}`);
+      const old = this.stmt('SELECT * FROM parts WHERE upload_id = ? AND part_number = ?').get(row.upload_id, row.part_number) as PartRow | undefined;
+      if (old) this.stmt('DELETE FROM parts WHERE upload_id = ? AND part_number = ?').run(row.upload_id, row.part_number);
+      this.stmt(
+        'INSERT INTO parts (upload_id, part_number, size, etag, checksum, last_modified_ms, blob) ' +
+          'VALUES (@upload_id, @part_number, @size, @etag, @checksum, @last_modified_ms, @blob)',
+      ).run(row);
+      return old ? { replaced: decodePart(old) } : {};
+    });
+  }
+
+  /** Parts with number > partNumberMarker, at most maxParts; nextPartNumberMarker is set when truncated. */
+  listParts(uploadId: string, partNumberMarker: number, maxParts: number): { parts: PartRecord[]; isTruncated: boolean; nextPartNumberMarker?: number } {
+    assert(Number.isInteger(partNumberMarker) && partNumberMarker >= 0, 'part number marker is a non-negative integer');
+    assert(Number.isInteger(maxParts) && maxParts >= 0 && maxParts <= MAX_LIST_PARTS, `max parts is an integer in [0, ${MAX_LIST_PARTS}]`);
+    if (maxParts === 0) return { parts: [], isTruncated: false };
+    const rows = this.stmt('SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?')
+      .all(uploadId, partNumberMarker, maxParts + 1) as PartRow[];
+    const isTruncated = rows.length > maxParts;
+    const parts = rows.slice(0, maxParts).map(decodePart);
+    return isTruncated ? { parts, isTruncated, nextPartNumberMarker: parts[parts.length - 1].partNumber } : { parts, isTruncated };
+  }
+
+  /** All parts of the upload, by part number. */
+  getParts(uploadId: string): PartRecord[] {
+    return (this.stmt('SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number').all(uploadId) as PartRow[]).map(decodePart);
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------
+
+  /** A cached prepared statement; raw: rows come as arrays in select order (faster for wide rows). */
+  private stmt(sql: string, raw = false): Database.Statement {
+    this.assertOpen();
+    const cacheKey = raw ? `raw:${sql}` : sql;
+    let s = this.statements.get(cacheKey);
+    if (s === undefined) {
+      assert(this.statements.size < MAX_CACHED_STATEMENTS, 'statement cache is bounded');
+      s = this.db.prepare(sql);
+      if (raw) s.raw(true);
+      this.statements.set(cacheKey, s);
+    }
+    return s;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('metadata store is closed');
+  }
+
+  private assertListing(prefix: string, delimiter: string | undefined, marker: string | undefined): void {
+    assert(typeof prefix === 'string', 'listing prefix is a string');
+    assertListingString('prefix', prefix);
+    assertListingString('delimiter', delimiter);
+    assertListingString('marker', marker);
+  }
+
+  private versionRow(bucket: string, key: string, versionId: string): VersionTuple | undefined {
+    assertId('versionId', versionId);
+    return this.stmt(`SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? AND version_id = ?`, true).get(bucket, key, versionId) as VersionTuple | undefined;
+  }
+
+  /**
+   * Where "after this version" is in version order. A marker version deleted since the previous page is
+   * placed by the clock value its id carries (ids from util/hlc); a vanished 'null' version cannot be
+   * placed, so the listing continues after the whole key.
+   */
+  private versionPosition(bucket: string, key: string, versionId: string): VersionPos | undefined {
+    const r = this.stmt('SELECT key, ts, version_id FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, versionId) as VersionPos | undefined;
+    if (r) return r;
+    if (HLC_VERSION_ID_RE.test(versionId)) return { key, ts: parseInt(versionId.slice(0, 14), 16), version_id: versionId };
+    return undefined;
+  }
+}
+
+function ensureVolumeId(db: Database.Database): string {
+  db.prepare("INSERT INTO meta (k, v) VALUES ('volumeId', ?) ON CONFLICT (k) DO NOTHING").run(crypto.randomUUID());
+  const row = db.prepare("SELECT v FROM meta WHERE k = 'volumeId'").get() as { v: string } | undefined;
+  assert(row !== undefined && row.v.length > 0, 'the store has a volume id');
+  return row.v;
+}
+
+function fsyncPathSync(p: string, isDirectory: boolean): void {
+  const fd = fs.openSync(p, isDirectory ? fs.constants.O_RDONLY | fs.constants.O_DIRECTORY : fs.constants.O_RDONLY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The next-page markers of a truncated page: its last row gives key and id, a last common prefix the key only. */
+function nextMarkers<R>(page: Page<R>, keyOf: (r: R) => string, idOf: (r: R) => string): { key?: string; id?: string } {
+  if (!page.last) return {};
+  if ('row' in page.last) return { key: keyOf(page.last.row), id: idOf(page.last.row) };
+  return { key: page.last.prefix };
+}
