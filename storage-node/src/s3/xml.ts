@@ -14,8 +14,12 @@ const builder = new XMLBuilder({
 const parser = new XMLParser({
   ignoreAttributes: true,
   parseTagValue: false,
-  trimValues: true,
+  // Values are kept exactly: keys may begin or end with spaces. Whitespace between elements shows up
+  // as '#text', which readers below ignore.
+  trimValues: false,
   processEntities: true,
+  // Numeric character references (&#34; is how Go's encoder writes a quote in an ETag) are decoded.
+  htmlEntities: true,
   removeNSPrefix: true,
   // Elements that may repeat are always arrays, so one and many look the same to handlers.
   isArray: (name) => ['Part', 'Object', 'Tag', 'Rule'].includes(name),
@@ -62,7 +66,7 @@ export function parseXml(text: string, expectedRoot: string): XmlObject {
   }
   const root = doc[expectedRoot];
   if (root === undefined) throw new S3Error('MalformedXML', `The root element must be ${expectedRoot}.`);
-  if (root === '' || root === null) return {};
+  if (root === null || (typeof root === 'string' && root.trim() === '')) return {};
   if (typeof root !== 'object' || Array.isArray(root)) throw new S3Error('MalformedXML');
   return root as XmlObject;
 }
@@ -77,10 +81,10 @@ export function xmlText(o: XmlObject, name: string): string | undefined {
 
 export function xmlList(o: XmlObject, name: string): XmlObject[] {
   const v = o[name];
-  if (v === undefined || v === null || v === '') return [];
+  if (v === undefined || v === null || (typeof v === 'string' && v.trim() === '')) return [];
   const arr = Array.isArray(v) ? v : [v];
   return arr.map((x) => {
-    if (x === '' || x === null) return {};
+    if (x === null || (typeof x === 'string' && x.trim() === '')) return {};
     if (typeof x !== 'object' || Array.isArray(x)) throw new S3Error('MalformedXML', `${name} must be an element.`);
     return x as XmlObject;
   });
@@ -89,7 +93,7 @@ export function xmlList(o: XmlObject, name: string): XmlObject[] {
 export function xmlChild(o: XmlObject, name: string): XmlObject | undefined {
   const v = o[name];
   if (v === undefined || v === null) return undefined;
-  if (v === '') return {};
+  if (typeof v === 'string' && v.trim() === '') return {};
   if (typeof v !== 'object' || Array.isArray(v)) throw new S3Error('MalformedXML', `${name} must be an element.`);
   return v as XmlObject;
 }
