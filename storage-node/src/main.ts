@@ -7,7 +7,7 @@ import { BlobStore } from './blocks/blob-store';
 import { Scrubber } from './blocks/scrubber';
 import { AuditLog } from './audit/audit-log';
 import { NodeMetrics } from './admin/metrics';
-import { startAdminServer } from './admin/server';
+import { startAdminServer, sendJson } from './admin/server';
 import { Store } from './model/store';
 import { startS3Server } from './s3/server';
 import { acquireDataDirLock, writeFileAtomic } from './util/files';
@@ -64,6 +64,9 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       log.error('scrub found corrupt blob', { blobId: id, badChunks });
     },
     onProgress: (p) => metrics.scrubProgress(p.scannedBytes, p.scannedBlobs),
+    onPassFinished: (r) => {
+      if (!r.stopped) metrics.scrubPassFinished(r.finishedMs);
+    },
   });
 
   let stopping = false;
@@ -74,6 +77,16 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   log.info('s3 listening', { host: cfg.s3.host, port: s3.port });
   const admin = await startAdminServer({
     host: cfg.admin.host, port: cfg.admin.port, token: cfg.admin.token, metrics, logger: log,
+    routes: [{
+      method: 'GET', path: '/v1/status', auth: true,
+      // What an operator or auditor checks first; the audit head hash lets them anchor the chain elsewhere.
+      handler: async (_req, res) => sendJson(res, 200, {
+        nodeId: cfg.node.id, site: cfg.node.site, volumeId: meta.volumeId, metadataFormatVersion: meta.formatVersion,
+        uptimeSeconds: Math.round((Date.now() - startedMs) / 1000),
+        audit: { headHash: audit.headHash, overloaded: audit.overloaded },
+        scrub: scrubber.stats,
+      }),
+    }],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
   });
   log.info('admin listening', { host: cfg.admin.host, port: admin.port });

@@ -52,6 +52,17 @@ describe('observability: health, readiness, metrics, scrubbing', function () {
     assert.equal(r.status, 200);
   });
 
+  it('reports node status with the audit head hash to the admin token only', async () => {
+    const refused = await send(node.host, node.adminPort, 'GET', '/v1/status', {}, undefined);
+    assert.equal(refused.status, 401);
+    const r = await send(node.host, node.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${node.adminToken}` }, undefined);
+    assert.equal(r.status, 200, r.body);
+    const st = JSON.parse(r.body) as { nodeId: string; volumeId: string; audit: { headHash: string } };
+    assert.equal(st.nodeId, node.nodeId);
+    assert.match(st.audit.headHash, /^[0-9a-f]{64}$/);
+    assert.ok(st.volumeId);
+  });
+
   it('counts requests by operation and status, bytes, and latency', async () => {
     await s3.send(new PutObjectCommand({ Bucket: 'watched', Key: 'm', Body: Buffer.alloc(1000, 1) }));
     await assert.rejects(s3.send(new GetObjectCommand({ Bucket: 'watched', Key: 'absent' })));
@@ -78,6 +89,7 @@ describe('observability: health, readiness, metrics, scrubbing', function () {
     fs.closeSync(fd);
     await waitFor('the scrubber to report the corrupt blob', async () => (await metric(node, 'archipel_scrub_corrupt_blobs_total')) >= 1, 30_000);
     assert.match(node.logs(), /corrupt/);
+    assert.ok(await metric(node, 'archipel_scrub_last_pass_timestamp_seconds') > 0, 'the end of a full pass is reported');
     // The reader checks each chunk before sending it: the client gets the first chunk then a cut, never bad bytes.
     const got = await s3.send(new GetObjectCommand({ Bucket: 'watched', Key: 'to-rot' }));
     await assert.rejects(got.Body!.transformToByteArray());
