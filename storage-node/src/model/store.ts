@@ -488,7 +488,7 @@ export class Store {
     for await (const id of this.blobs.list()) {
       if (isStopping()) break;
       if (this.meta.isBlobReferenced(id)) continue;
-      const st = await this.blobs.statTime?.(id);
+      const st = await this.blobs.statTime(id);
       if (st === undefined || st >= olderThanMs) continue;
       if (this.meta.isBlobReferenced(id)) continue;
       await this.blobs.delete(id);
