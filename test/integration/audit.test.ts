@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectsCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startNode, cleanupAllNodes, StartedNode, bin } from '../helpers/node-process';
 import { send } from '../helpers/signed-http';
 
@@ -29,6 +29,8 @@ describe('audit log: every request recorded, tampering detected', function () {
     await s3.send(new PutObjectCommand({ Bucket: 'audited', Key: 'record-1', Body: 'patient data' }));
     await (await s3.send(new GetObjectCommand({ Bucket: 'audited', Key: 'record-1' }))).Body!.transformToString();
     await send(node.host, node.s3Port, 'GET', '/audited/record-1', {}, undefined); // anonymous: refused, still audited
+    await s3.send(new PutObjectCommand({ Bucket: 'audited', Key: 'record-2', Body: 'x' }));
+    await s3.send(new DeleteObjectsCommand({ Bucket: 'audited', Delete: { Objects: [{ Key: 'record-2' }, { Key: 'never-existed' }] } }));
     s3.destroy();
     await node.stop();
     file = auditFiles(node.dataDir)[0];
@@ -49,6 +51,8 @@ describe('audit log: every request recorded, tampering detected', function () {
     assert.equal(get?.bytesOut, 12);
     const refused = recs.find((r) => r.operation === 'GetObject' && r.status === 403);
     assert.ok(refused, 'the refused anonymous GET is recorded');
+    const batch = recs.filter((r) => r.operation === 'DeleteObjects.Object').map((r) => r.key).sort();
+    assert.deepEqual(batch, ['never-existed', 'record-2'], 'a batch delete leaves one record per key');
     for (const r of recs) {
       assert.ok(r.requestId && r.time && typeof r.sourceIp === 'string', 'each record has a request id, time and source');
       assert.equal(JSON.stringify(r).includes(node.secretAccessKey), false, 'no secret in the audit log');

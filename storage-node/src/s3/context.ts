@@ -41,6 +41,8 @@ export class S3Context {
   bytesOut = 0;
   versionId?: string;
   errorCode?: string;
+  /** Per-object outcomes of a batch request (DeleteObjects), audited one line each after the request's own. */
+  readonly batchOutcomes: { key: string; versionId?: string; status: number; errorCode?: string }[] = [];
   /** Set once the body stream was handed to a consumer, so the error path knows whether it was read. */
   bodyConsumed = false;
 

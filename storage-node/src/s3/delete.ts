@@ -36,6 +36,7 @@ export const deleteObjects: Handler = async (ctx) => {
     try {
       validateKey(key);
       const r = await ctx.svc.store.deleteObject(b, key, versionId, ctx.accessKey, bypass(ctx));
+      ctx.batchOutcomes.push({ key, versionId: r.versionId, status: 204 });
       if (!quiet) {
         const d: XmlObject = { Key: key };
         if (versionId !== undefined) d.VersionId = versionId;
@@ -48,6 +49,7 @@ export const deleteObjects: Handler = async (ctx) => {
     } catch (e) {
       const err = isS3Error(e) ? e : new S3Error('InternalError');
       if (!isS3Error(e)) ctx.svc.log.error('batch delete failed', { requestId: ctx.requestId, key, error: (e as Error).message });
+      ctx.batchOutcomes.push({ key, versionId, status: err.httpStatus, errorCode: err.code });
       errors.push({ Key: key, VersionId: versionId, Code: err.code, Message: err.message });
     }
   }

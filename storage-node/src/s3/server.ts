@@ -62,6 +62,10 @@ export async function startS3Server(svc: S3Services, opts: S3ServerOptions, audi
       userAgent: ctx.header('user-agent')?.slice(0, 256),
     };
     audit.append(rec);
+    // A batch names many objects: each gets its own record, so "who deleted this key" has an answer.
+    for (const o of ctx.batchOutcomes) {
+      audit.append({ ...rec, operation: `${ctx.operation}.Object`, key: o.key, versionId: o.versionId, status: o.status, errorCode: o.errorCode, bytesIn: 0, bytesOut: 0 });
+    }
     const line = { requestId: ctx.requestId, operation: ctx.operation, bucket: ctx.bucket, status: rec.status, durationMs: rec.durationMs, errorCode: ctx.errorCode };
     if (status >= 500) log.warn('s3 request failed', line);
     else log.debug('s3 request', line);
