@@ -26,3 +26,22 @@ export function listeningSockets(): ListeningSocket[] {
 export function aliveGroups(pgids: number[]): number[] {
   return pgids.filter((pgid) => pgid > 0 && groupAlive(pgid));
 }
+
+/** "pgid: cmdline of each member" for an assertion message, read from /proc (Linux). */
+export function describeGroup(pgid: number): string {
+  const members: string[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the ")" that ends the command name: state ppid pgrp ...
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) !== pgid) continue;
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      members.push(`${entry}[${fields[0]}] ${cmd.slice(0, 120)}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return `${pgid}: ${members.join('; ') || 'no member found'}`;
+}

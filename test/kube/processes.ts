@@ -114,16 +114,20 @@ export function spawnGroup(executable: string, options: SpawnOptions): GroupProc
     isRunning: () => running,
     signal: signalGroup,
     async stop(graceMs: number): Promise<void> {
-      if (!running) return;
-      signalGroup('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), Math.max(0, graceMs));
-      });
-      const outcome = await Promise.race([exited.then(() => 'exited' as const), timedOut]);
-      if (timer) clearTimeout(timer);
-      if (outcome === 'timeout') signalGroup('SIGKILL');
-      await exited;
+      if (running) {
+        signalGroup('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), Math.max(0, graceMs));
+        });
+        const outcome = await Promise.race([exited.then(() => 'exited' as const), timedOut]);
+        if (timer) clearTimeout(timer);
+        if (outcome === 'timeout') signalGroup('SIGKILL');
+        await exited;
+      }
+      // The leader's exit handler SIGKILLed its stragglers; a killed process lingers until its
+      // parent (or init) reaps it, so wait, bounded, until no member of the group is left.
+      if (pid !== undefined) await waitGroupGone(pid, 5_000);
     },
   };
 }
@@ -143,6 +147,16 @@ export function startedPids(): number[] {
 /** Process group leaders still registered as alive. */
 export function liveGroupCount(): number {
   return liveGroups.size;
+}
+
+/** Waits until no member of group `pgid` exists, or `deadlineMs` passed (then gives up silently). */
+export async function waitGroupGone(pgid: number, deadlineMs: number): Promise<boolean> {
+  const until = Date.now() + deadlineMs;
+  while (groupAlive(pgid)) {
+    if (Date.now() > until) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
 }
 
 /** True if any process (leader or child) of the group `pgid` still exists. */

@@ -40,10 +40,17 @@ export function assertBlobId(id: string): void {
   if (typeof id !== 'string' || !isBlobId(id)) throw new RangeError(`not a blob id: ${JSON.stringify(id)}`);
 }
 
-/** blobs/<id[0..2]>/<id[2..4]>/<id>: at most 256 x 256 directories, so none grows huge. */
+/**
+ * blobs/<id[0..2]>/<id>: 256 fan-out directories, all made when the store opens. One level (not
+ * 256 x 256) so that a commit never has to create and fsync a new directory on the write path; a
+ * directory holds ~4k entries per million blobs, which ext4/xfs index well.
+ */
 export function blobPath(blobsDir: string, id: string): string {
-  return path.join(blobsDir, id.slice(0, 2), id.slice(2, 4), id);
+  return path.join(blobsDir, id.slice(0, 2), id);
 }
+
+/** The 256 fan-out directory names. */
+export const FANOUT_DIRS: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 export function isNotFound(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT';

@@ -61,7 +61,7 @@ async function readUntilError(r: Readable, mode: 'flowing' | 'iterator'): Promis
 }
 
 function blobFile(store: BlobStore, id: string): string {
-  return path.join(store.dir, 'blobs', id.slice(0, 2), id.slice(2, 4), id);
+  return path.join(store.dir, 'blobs', id.slice(0, 2), id);
 }
 
 function filesUnder(dir: string): string[] {
@@ -304,7 +304,7 @@ describe('blob store', () => {
       await w.commit();
       events.push('committed');
       const id = w.id;
-      const fanout = `blobs/${id.slice(0, 2)}/${id.slice(2, 4)}`;
+      const fanout = `blobs/${id.slice(0, 2)}`;
       const mine = events.filter((e) => !e.startsWith('fsync blobs') || e === `fsync ${fanout}` || e === 'committed');
       assert.deepEqual(mine, [`fsync tmp/${id}.tmp`, `rename tmp/${id}.tmp ${fanout}/${id}`, `fsync ${fanout}`, 'committed']);
     } finally {

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { Logger, silentLogger } from '../util/logger';
 import { dirSync } from '../util/fsync';
 import { assertChunkSize, isBlobId } from './blob-format';
-import { BlobCorruptError, BlobNotFoundError, assertBlobId, blobPath, isNotFound, openBlob } from './blob-file';
+import { BlobCorruptError, BlobNotFoundError, FANOUT_DIRS, assertBlobId, blobPath, isNotFound, openBlob } from './blob-file';
 import { BlobReadStream, ByteRange, VerifyOptions, VerifyResult, verifyBlob } from './blob-reader';
 import { BlobWriter } from './blob-writer';
 
@@ -57,6 +57,8 @@ export class BlobStore {
       // New directories must be durable before blobs are committed into them.
       await Promise.all([dirSync(path.dirname(store.dir)), dirSync(store.dir)]);
     }
+    const fanout = await Promise.all(FANOUT_DIRS.map((d) => fsp.mkdir(path.join(store.blobsDir, d), { recursive: true })));
+    if (store.fsync && fanout.some((c) => c !== undefined)) await dirSync(store.blobsDir);
     const leftovers = await store.removeTmpLeftovers();
     log.info('blob store opened', { dir: store.dir, chunkSizeBytes, fsync: store.fsync, tmpFilesRemoved: leftovers.files, tmpBytesRemoved: leftovers.bytes });
     return store;
@@ -120,11 +122,8 @@ export class BlobStore {
   /** Ids of committed blobs, streamed from the directory tree (constant memory, no particular order). */
   async *list(): AsyncIterable<string> {
     for await (const a of this.subdirs(this.blobsDir)) {
-      for await (const b of this.subdirs(path.join(this.blobsDir, a))) {
-        const prefix = a + b;
-        for await (const name of this.entries(path.join(this.blobsDir, a, b))) {
-          if (name.isFile() && isBlobId(name.name) && name.name.startsWith(prefix)) yield name.name;
-        }
+      for await (const name of this.entries(path.join(this.blobsDir, a))) {
+        if (name.isFile() && isBlobId(name.name) && name.name.startsWith(a)) yield name.name;
       }
     }
   }

@@ -196,10 +196,11 @@ export class BlobWriter extends Writable {
     } catch (e) {
       if (!isNotFound(e)) throw e;
     }
-    // First blob in this fan-out directory: create it and make its entries durable before use. Synced
-    // even when a concurrent writer created it: that writer's fsync may not have completed yet.
+    // The fan-out directory is made when the store opens; if it was removed since, make it again
+    // and its entry durable before use (synced even when a concurrent writer re-created it: that
+    // writer's fsync may not have completed yet).
     await fsp.mkdir(path.dirname(target), { recursive: true });
-    if (this.cfg.fsync) await Promise.all([dirSync(this.cfg.blobsDir), dirSync(path.dirname(path.dirname(target)))]);
+    if (this.cfg.fsync) await dirSync(this.cfg.blobsDir);
     await fsp.rename(this.tmpPath, target);
   }
 

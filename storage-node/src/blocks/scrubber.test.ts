@@ -20,7 +20,7 @@ async function put(store: BlobStore, data: Buffer): Promise<string> {
 }
 
 function corruptChunk(store: BlobStore, id: string, chunkIndex: number): void {
-  const file = path.join(store.dir, 'blobs', id.slice(0, 2), id.slice(2, 4), id);
+  const file = path.join(store.dir, 'blobs', id.slice(0, 2), id);
   const fd = fs.openSync(file, 'r+');
   const b = Buffer.alloc(1);
   const pos = HEADER_BYTES + chunkIndex * CHUNK + 7;
