@@ -6,8 +6,20 @@ import YAML from 'yaml';
  * The storage node's configuration file (YAML). Relative paths resolve against the file's folder.
  * Every limit has a default here so that main.ts never guesses.
  */
+export interface GridConfig {
+  /** The grid's name (informational; shown in status). */
+  name: string;
+  /** The internal secret that signs node-to-node RPC; `previous` is still accepted during a rotation. */
+  secrets: { current: string; previous?: string };
+  /** The peer RPC listener (docs/decisions/0010-peer-rpc.md). */
+  rpc: { host: string; port: number; maxConcurrent: number };
+}
+
 export interface NodeConfig {
-  node: { id: string; site: string };
+  /** pool: the node pool the node belongs to (defaults to the id without its `-<ordinal>`). */
+  node: { id: string; site: string; pool: string };
+  /** Present when the node is part of a grid: it then serves data only under a layout it holds. */
+  grid?: GridConfig;
   dataDir: string;
   s3: {
     host: string;
@@ -106,8 +118,10 @@ export function parseNodeConfig(text: string, baseDir: string): NodeConfig {
   const domains = s3.domains ?? [];
   if (!Array.isArray(domains) || domains.some((d) => typeof d !== 'string')) throw new ConfigError('s3.domains: a list of strings');
   const adminToken = admin.token === undefined ? undefined : str(admin, 'token');
+  const nodeId = str(node, 'id', 'node-0');
   return {
-    node: { id: str(node, 'id', 'node-0'), site: str(node, 'site', 'local') },
+    node: { id: nodeId, site: str(node, 'site', 'local'), pool: str(node, 'pool', nodeId.replace(/-[0-9]+$/, '')) },
+    grid: r.grid === undefined || r.grid === null ? undefined : parseGrid(section(r, 'grid'), baseDir),
     dataDir,
     s3: {
       host: str(s3, 'host', '127.0.0.1'),
@@ -136,6 +150,47 @@ export function parseNodeConfig(text: string, baseDir: string): NodeConfig {
       segmentMaxBytes: int(audit, 'segmentMaxBytes', 64 * 1024 * 1024, 4096, 16 * 1024 * 1024 * 1024),
     },
     log: { level: str(log, 'level', 'info'), format: logFormat },
+  };
+}
+
+/** Bytes a grid secret needs at least (the RPC layer refuses shorter ones too). */
+const MIN_GRID_SECRET_BYTES = 32;
+
+function readSecret(o: Obj, name: string, baseDir: string, required: boolean): string | undefined {
+  const fileKey = `${name}File`;
+  if (o[name] !== undefined && o[fileKey] !== undefined) throw new ConfigError(`grid: give ${name} or ${fileKey}, not both`);
+  let value: string | undefined;
+  if (o[fileKey] !== undefined) {
+    const file = path.resolve(baseDir, str(o, fileKey));
+    try {
+      value = fs.readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      throw new ConfigError(`grid.${fileKey}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  } else if (o[name] !== undefined) {
+    value = str(o, name);
+  }
+  if (value === undefined) {
+    if (required) throw new ConfigError(`grid.${name} (or grid.${fileKey}): required`);
+    return undefined;
+  }
+  // The message names the field, never the value.
+  if (Buffer.byteLength(value) < MIN_GRID_SECRET_BYTES) throw new ConfigError(`grid.${name}: at least ${MIN_GRID_SECRET_BYTES} bytes`);
+  return value;
+}
+
+function parseGrid(g: Obj, baseDir: string): GridConfig {
+  const rpc = section(g, 'rpc');
+  const current = readSecret(g, 'secret', baseDir, true) as string;
+  const previous = readSecret(g, 'previousSecret', baseDir, false);
+  return {
+    name: str(g, 'name', 'grid'),
+    secrets: previous === undefined ? { current } : { current, previous },
+    rpc: {
+      host: str(rpc, 'host', '127.0.0.1'),
+      port: int(rpc, 'port', 9002, 0, 65535),
+      maxConcurrent: int(rpc, 'maxConcurrent', 256, 1, 100_000),
+    },
   };
 }
 

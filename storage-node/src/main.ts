@@ -11,6 +11,7 @@ import { startAdminServer, sendJson } from './admin/server';
 import { Store } from './model/store';
 import { startS3Server } from './s3/server';
 import { acquireDataDirLock, writeFileAtomic } from './util/files';
+import { GridRuntime, startGrid } from './cluster/grid';
 
 export interface RunningNode {
   s3Port: number;
@@ -24,6 +25,8 @@ export interface RuntimeInfo {
   nodeId: string;
   s3Port: number;
   adminPort: number;
+  /** The peer RPC port, for a node that is part of a grid. */
+  rpcPort?: number;
   startedAt: string;
 }
 
@@ -70,8 +73,10 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   });
 
   let stopping = false;
+  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log) : undefined;
+  if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
-    { store, log, region: cfg.s3.region, domains: cfg.s3.domains },
+    { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },
     cfg.s3, audit, metrics, log,
   );
   log.info('s3 listening', { host: cfg.s3.host, port: s3.port });
@@ -85,8 +90,9 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         uptimeSeconds: Math.round((Date.now() - startedMs) / 1000),
         audit: { headHash: audit.headHash, overloaded: audit.overloaded },
         scrub: scrubber.stats,
+        grid: grid?.status(),
       }),
-    }],
+    }, ...(grid?.adminRoutes() ?? [])],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
   });
   log.info('admin listening', { host: cfg.admin.host, port: admin.port });
@@ -95,7 +101,9 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   // Blobs older than this process that nothing references are crash leftovers (renamed, never committed).
   void store.sweepOrphanBlobs(startedMs, () => stopping).catch((e: Error) => log.warn('orphan sweep failed', { error: e.message }));
 
-  const info: RuntimeInfo = { pid: process.pid, nodeId: cfg.node.id, s3Port: s3.port, adminPort: admin.port, startedAt: new Date().toISOString() };
+  const info: RuntimeInfo = {
+    pid: process.pid, nodeId: cfg.node.id, s3Port: s3.port, adminPort: admin.port, rpcPort: grid?.rpcPort, startedAt: new Date().toISOString(),
+  };
   writeFileAtomic(path.join(cfg.dataDir, 'runtime.json'), JSON.stringify(info));
   log.info('node ready', { s3Port: s3.port, adminPort: admin.port, startupMs: Date.now() - startedMs });
 
@@ -107,6 +115,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       stopping = true;
       log.info('node stopping', { reason });
       await s3.close(DRAIN_DEADLINE_MS);
+      await grid?.stop(DRAIN_DEADLINE_MS);
       await scrubber.stop();
       await admin.close();
       await audit.close();

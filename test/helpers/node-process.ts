@@ -45,6 +45,8 @@ export interface StartedNode {
   host: string;
   s3Port: number;
   adminPort: number;
+  /** The peer RPC port of a grid node (0 for a stand-alone node). */
+  rpcPort: number;
   dataDir: string;
   configPath: string;
   accessKeyId: string;
@@ -151,12 +153,14 @@ interface RuntimeJson {
   pid: number;
   s3Port: number;
   adminPort: number;
+  rpcPort?: number;
   nodeId: string;
 }
 
 class NodeHandle implements StartedNode {
   s3Port = 0;
   adminPort = 0;
+  rpcPort = 0;
   pid = 0;
   nodeId = '';
   readonly region: string;
@@ -257,6 +261,7 @@ class NodeHandle implements StartedNode {
     }
     this.s3Port = info.s3Port;
     this.adminPort = info.adminPort;
+    this.rpcPort = info.rpcPort ?? 0;
     this.nodeId = info.nodeId;
   }
 
@@ -288,6 +293,7 @@ class NodeHandle implements StartedNode {
     await this.stop();
     // Same ports, so that clients created before the restart keep working.
     this.config = deepMerge(this.config, { s3: { port: this.s3Port }, admin: { port: this.adminPort } });
+    if (this.rpcPort !== 0) this.config = deepMerge(this.config, { grid: { rpc: { port: this.rpcPort } } });
     await this.start();
   }
 

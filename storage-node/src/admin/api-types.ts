@@ -8,7 +8,7 @@ export type {
 } from '../layout/types';
 import type { Layout } from '../layout/types';
 
-/** PUT /admin/v1/layout: a node accepts a layout whose version is higher than its own. */
+/** PUT /v1/layout (admin port, bearer token): a node accepts a layout whose version is higher than its own. */
 export interface ApplyLayoutRequest {
   layout: Layout;
 }
@@ -20,7 +20,7 @@ export interface ApplyLayoutResponse {
   applied: boolean;
 }
 
-/** GET /admin/v1/layout */
+/** GET /v1/layout (admin port, bearer token) */
 export interface GetLayoutResponse {
   layout: Layout | null;
 }

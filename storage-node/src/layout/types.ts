@@ -115,6 +115,22 @@ function isIntIn(n: unknown, min: number, max: number): n is number {
  * too: such a layout still places what it can, but the policy is degraded.
  */
 export function validateLayout(l: Layout): string[] {
+  const { errors, warnings } = checkLayout(l);
+  return [...errors, ...warnings];
+}
+
+/**
+ * The same checks as validateLayout, split: `errors` make a layout unusable (a node refuses it);
+ * `warnings` are capacity shortfalls (a rule asking for more copies than its site has active nodes),
+ * with which the layout still places what it can and the policy reports itself degraded.
+ */
+export function checkLayout(l: Layout): { errors: string[]; warnings: string[] } {
+  const warnings: string[] = [];
+  const errors = structuralProblems(l, warnings);
+  return { errors, warnings };
+}
+
+function structuralProblems(l: Layout, warnings: string[]): string[] {
   const problems: string[] = [];
   if (l === null || typeof l !== 'object') return ['layout must be an object'];
   if (!isIntIn(l.version, 0, Number.MAX_SAFE_INTEGER)) problems.push('version must be an integer ≥ 0');
@@ -127,7 +143,7 @@ export function validateLayout(l: Layout): string[] {
   }
   const sites = validateSites(l.sites, problems);
   const activeBySite = validateNodes(l.nodes, sites, problems);
-  validatePolicies(l, sites, activeBySite, problems);
+  validatePolicies(l, sites, activeBySite, problems, warnings);
   const usable = l.sites.some((s) => s?.state === 'active' && (activeBySite.get(s.name) ?? 0) > 0);
   if (!usable) problems.push('no site has an active node');
   return problems;
@@ -171,7 +187,7 @@ function validateNodes(nodes: LayoutNode[], sites: Map<string, SiteInfo>, proble
   return active;
 }
 
-function validatePolicies(l: Layout, sites: Map<string, SiteInfo>, active: Map<string, number>, problems: string[]): void {
+function validatePolicies(l: Layout, sites: Map<string, SiteInfo>, active: Map<string, number>, problems: string[], warnings: string[]): void {
   const names = new Set<string>();
   if (l.policies.length > LAYOUT_LIMITS.maxPolicies) problems.push(`at most ${LAYOUT_LIMITS.maxPolicies} policies`);
   l.policies.forEach((p, i) => {
@@ -197,7 +213,7 @@ function validatePolicies(l: Layout, sites: Map<string, SiteInfo>, active: Map<s
       ruleSites.add(r.site);
       if (site.state === 'failed') continue; // reported by the planner; placement skips failed sites
       const n = active.get(r.site) ?? 0;
-      if (r.copies > n) problems.push(`${where}: asks for ${r.copies} copies in site ${r.site}, which has ${n} active node(s)`);
+      if (r.copies > n) warnings.push(`${where}: asks for ${r.copies} copies in site ${r.site}, which has ${n} active node(s)`);
     }
     if (p.ingest === 'dualCommit' && total < 2) problems.push(`${where}: dualCommit needs at least 2 copies in all`);
   });

@@ -14,6 +14,8 @@ export interface S3Services {
   region: string;
   /** Virtual-hosted-style domains: <bucket>.<domain>. */
   domains: string[];
+  /** Why the node cannot serve data right now (a grid node without a layout), or undefined. */
+  unavailable?: () => string | undefined;
 }
 
 let seq = 0;

@@ -1,0 +1,63 @@
+// Test helpers for grids of real storage-node processes: start nodes that share a grid secret,
+// build a layout from their actual ports, apply and read layouts through the admin API.
+import crypto from 'node:crypto';
+import type { Layout, LayoutNode, ReplicationPolicy } from '../../storage-node/src/layout/types';
+import { AccessKey, startNode, StartedNode } from './node-process';
+import { send } from './signed-http';
+
+export interface GridNodeSpec {
+  site: string;
+  /** Loopback address of the node (each node its own 127.0.0.x). */
+  host: string;
+}
+
+export interface TestGrid {
+  nodes: StartedNode[];
+  secret: string;
+  key: AccessKey;
+  /** A layout of every node (all active), one copy per site, at `version`. */
+  layout(version: number, opts?: { policies?: ReplicationPolicy[]; defaultPolicy?: string; states?: Record<string, LayoutNode['state']> }): Layout;
+}
+
+/** Starts one node per spec, all in one grid (same secret, same access key), with no layout yet. */
+export async function startGridNodes(specs: GridNodeSpec[], configOverrides: object = {}): Promise<TestGrid> {
+  const secret = crypto.randomBytes(32).toString('hex');
+  const key: AccessKey = { accessKeyId: `grid-${crypto.randomBytes(4).toString('hex')}`, secretAccessKey: crypto.randomBytes(24).toString('base64url'), name: 'grid' };
+  const nodes = await Promise.all(specs.map((s, i) => startNode({
+    host: s.host,
+    extraKeys: [key],
+    configOverrides: {
+      node: { id: `${s.site}-pool-${i}`, site: s.site, pool: `${s.site}-pool` },
+      grid: { name: 'test', secret, rpc: { host: s.host, port: 0 } },
+      ...configOverrides,
+    },
+  })));
+  const sites = [...new Set(specs.map((s) => s.site))];
+  return {
+    nodes, secret, key,
+    layout: (version, opts = {}) => ({
+      version,
+      partitionCount: 4096,
+      sites: sites.map((name, i) => ({ name, role: i === 2 ? 'fallback' : 'primary', state: 'active' })),
+      nodes: nodes.map((n, i) => ({
+        id: n.nodeId, site: specs[i].site, pool: `${specs[i].site}-pool`,
+        rpcAddress: `${n.host}:${n.rpcPort}`, s3Address: `${n.host}:${n.s3Port}`,
+        capacityBytes: 1e12, state: opts.states?.[n.nodeId] ?? 'active',
+      })),
+      policies: opts.policies ?? [{ name: 'default', match: { buckets: ['*'] }, rules: sites.map((site) => ({ site, copies: 1 })), ingest: 'balanced' }],
+      defaultPolicy: opts.defaultPolicy ?? 'default',
+    }),
+  };
+}
+
+export async function applyLayout(node: StartedNode, layout: unknown, token = node.adminToken): Promise<{ status: number; body: unknown }> {
+  const r = await send(node.host, node.adminPort, 'PUT', '/v1/layout',
+    { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, JSON.stringify({ layout }));
+  return { status: r.status, body: r.body ? JSON.parse(r.body) : undefined };
+}
+
+export async function layoutOf(node: StartedNode): Promise<Layout | null> {
+  const r = await send(node.host, node.adminPort, 'GET', '/v1/layout', { authorization: `Bearer ${node.adminToken}` }, undefined);
+  if (r.status !== 200) throw new Error(`GET /v1/layout: ${r.status} ${r.body}`);
+  return (JSON.parse(r.body) as { layout: Layout | null }).layout;
+}
