@@ -14,17 +14,17 @@ describe('meta/meta-store', () => {
   afterEach(() => temp.cleanup());
 
   describe('opening', () => {
-    it('gives a new store a random volume id and format version 1, both kept across reopen', () => {
+    it('gives a new store a random volume id and the current format version, both kept across reopen', () => {
       const dir = temp.dir();
       const file = path.join(dir, 'meta.db');
       const a = MetaStore.open(file);
-      assert.equal(a.formatVersion, 1);
+      assert.equal(a.formatVersion, 2);
       assert.match(a.volumeId, /^[0-9a-f-]{36}$/);
       const id = a.volumeId;
       a.close();
       const b = temp.open(file);
       assert.equal(b.volumeId, id);
-      assert.equal(b.formatVersion, 1);
+      assert.equal(b.formatVersion, 2);
       const other = temp.open();
       assert.notEqual(other.volumeId, id);
     });
@@ -35,7 +35,7 @@ describe('meta/meta-store', () => {
       const raw = new Database(file);
       raw.prepare("UPDATE meta SET v = '99' WHERE k = 'formatVersion'").run();
       raw.close();
-      assert.throws(() => MetaStore.open(file), /format version 99 is newer than this software supports \(1\)/);
+      assert.throws(() => MetaStore.open(file), /format version 99 is newer than this software supports \(2\)/);
       const check = new Database(file, { readonly: true });
       assert.equal((check.prepare("SELECT v FROM meta WHERE k = 'formatVersion'").get() as { v: string }).v, '99');
       check.close();

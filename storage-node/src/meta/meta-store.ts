@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,7 +30,7 @@ const MAX_LIST_PARTS = 10_000;
 const HLC_VERSION_ID_RE = /^[0-9a-f]{14}[A-Za-z0-9_-]{12}$/;
 
 const namedParams = (columns: string): string => columns.split(', ').map((c) => '@' + c).join(', ');
-const INSERT_VERSION = `INSERT INTO versions (${VERSION_COLUMNS}) VALUES (${namedParams(VERSION_COLUMNS)})`;
+const INSERT_VERSION = `INSERT INTO versions (${VERSION_COLUMNS}, updated_ts) VALUES (${namedParams(VERSION_COLUMNS)}, :updated_ts)`;
 const INSERT_UPLOAD = `INSERT INTO uploads (${UPLOAD_COLUMNS}) VALUES (${namedParams(UPLOAD_COLUMNS)})`;
 
 export interface VersionPatch {
@@ -198,9 +199,124 @@ export class MetaStore {
       if (old !== undefined && row.version_id !== 'null') throw new Error(`version ${row.version_id} of ${row.key} already exists`);
       if (old !== undefined) this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(row.bucket, row.key, row.version_id);
       this.stmt('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(row.bucket, row.key);
-      this.stmt(INSERT_VERSION).run(row);
+      this.stmt(INSERT_VERSION).run({ ...row, updated_ts: row.ts });
       return old ? { replaced: decodeVersion(old) } : {};
     });
+  }
+
+  // ---- replication records (last writer wins; docs/decisions/0008-cluster-design.md) -------------------
+
+  /**
+   * Applies a whole version record written at `updatedTs` by some gateway: kept only if newer than
+   * what this replica holds for (bucket, key, versionId), version or tombstone. The latest version of
+   * the key is then derived again (newest by ts, then version id). A replaced record is returned so
+   * that the caller can free blobs the new one no longer uses (a 'null' version rewritten).
+   */
+  applyVersion(v: ObjectVersion, updatedTs: number): { applied: boolean; replaced?: ObjectVersion } {
+    assertHlc(updatedTs);
+    const row = encodeVersion({ ...v, isLatest: false });
+    return this.transaction(() => {
+      if (!this.stmt('SELECT 1 FROM buckets WHERE name = ?').get(row.bucket)) throw new Error(`no such bucket: ${row.bucket}`);
+      const held = this.recordTs(row.bucket, row.key, row.version_id);
+      if (held !== undefined && held.updatedTs >= updatedTs) return { applied: false };
+      const old = this.versionRow(row.bucket, row.key, row.version_id);
+      if (old !== undefined) this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(row.bucket, row.key, row.version_id);
+      this.stmt('DELETE FROM tombstones WHERE bucket = ? AND key = ? AND version_id = ?').run(row.bucket, row.key, row.version_id);
+      this.stmt(INSERT_VERSION).run({ ...row, updated_ts: updatedTs });
+      this.deriveLatest(row.bucket, row.key);
+      return old ? { applied: true, replaced: decodeVersion(old) } : { applied: true };
+    });
+  }
+
+  /**
+   * Deletes a version as of `updatedTs` and remembers the deletion (a tombstone), unless this replica
+   * holds a newer write of that version. Returns the removed version, if there was one here.
+   */
+  applyTombstone(bucket: string, key: string, versionId: string, updatedTs: number, nowMs = Date.now()): { applied: boolean; removed?: ObjectVersion } {
+    assertHlc(updatedTs);
+    return this.transaction(() => {
+      const held = this.recordTs(bucket, key, versionId);
+      if (held !== undefined && held.updatedTs >= updatedTs) return { applied: false };
+      const old = this.versionRow(bucket, key, versionId);
+      if (old !== undefined) this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
+      this.stmt(
+        'INSERT INTO tombstones (bucket, key, version_id, updated_ts, deleted_ms) VALUES (?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (bucket, key, version_id) DO UPDATE SET updated_ts = excluded.updated_ts, deleted_ms = excluded.deleted_ms',
+      ).run(bucket, key, versionId, updatedTs, nowMs);
+      if (old !== undefined) this.deriveLatest(bucket, key);
+      return old ? { applied: true, removed: decodeVersion(old) } : { applied: true };
+    });
+  }
+
+  /** The record this replica holds for one version: its write time and whether it is a tombstone. */
+  recordTs(bucket: string, key: string, versionId: string): { updatedTs: number; deleted: boolean } | undefined {
+    const v = this.stmt('SELECT updated_ts AS t FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, versionId) as { t: number } | undefined;
+    if (v !== undefined) return { updatedTs: v.t, deleted: false };
+    const t = this.stmt('SELECT updated_ts AS t FROM tombstones WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, versionId) as { t: number } | undefined;
+    return t === undefined ? undefined : { updatedTs: t.t, deleted: true };
+  }
+
+  /**
+   * Every record of a key, versions and tombstones, newest first (by the version's ts; tombstones
+   * carry no ts of their own and come last), at most `limit`: what a gateway merges from replicas.
+   */
+  keyRecords(bucket: string, key: string, limit = 1000): ReplicaRecord[] {
+    const versions = (this.stmt(
+      `SELECT ${VERSION_COLUMNS}, updated_ts FROM versions WHERE bucket = ? AND key = ? ORDER BY ts DESC, version_id DESC LIMIT ?`, true,
+    ).all(bucket, key, limit) as [...VersionTuple, number][]).map((t): ReplicaRecord => ({
+      versionId: t[2], updatedTs: t[20], version: decodeVersion(t.slice(0, 20) as VersionTuple),
+    }));
+    const tombs = (this.stmt('SELECT version_id, updated_ts FROM tombstones WHERE bucket = ? AND key = ? ORDER BY version_id LIMIT ?')
+      .all(bucket, key, limit) as { version_id: string; updated_ts: number }[]).map((t): ReplicaRecord => ({ versionId: t.version_id, updatedTs: t.updated_ts }));
+    return [...versions, ...tombs];
+  }
+
+  /**
+   * Digests of a bucket's records in 256 leaves (by the first byte of sha256(key)), computed by one
+   * ordered scan in constant memory: replicas compare leaves and exchange only the records of leaves
+   * that differ (anti-entropy). Each leaf is the XOR of sha256(key, versionId, updatedTs, deleted).
+   */
+  recordDigests(bucket: string): string[] {
+    const leaves = Array.from({ length: 256 }, () => Buffer.alloc(32));
+    const fold = (key: string, versionId: string, updatedTs: number, deleted: boolean): void => {
+      const h = recordHash(key, versionId, updatedTs, deleted);
+      const leaf = leaves[leafOf(key)];
+      for (let i = 0; i < 32; i++) leaf[i] ^= h[i];
+    };
+    for (const r of this.stmt('SELECT key, version_id, updated_ts FROM versions WHERE bucket = ?', true).iterate(bucket) as Iterable<[string, string, number]>) {
+      fold(r[0], r[1], r[2], false);
+    }
+    for (const r of this.stmt('SELECT key, version_id, updated_ts FROM tombstones WHERE bucket = ?', true).iterate(bucket) as Iterable<[string, string, number]>) {
+      fold(r[0], r[1], r[2], true);
+    }
+    return leaves.map((l) => l.toString('hex'));
+  }
+
+  /** (key, versionId, updatedTs, deleted) of every record of one digest leaf, key order, at most `limit`. */
+  leafRecords(bucket: string, leaf: number, limit = 100_000): { key: string; versionId: string; updatedTs: number; deleted: boolean }[] {
+    const out: { key: string; versionId: string; updatedTs: number; deleted: boolean }[] = [];
+    const scan = (sql: string, deleted: boolean): void => {
+      for (const r of this.stmt(sql, true).iterate(bucket) as Iterable<[string, string, number]>) {
+        if (leafOf(r[0]) !== leaf) continue;
+        if (out.length >= limit) return;
+        out.push({ key: r[0], versionId: r[1], updatedTs: r[2], deleted });
+      }
+    };
+    scan('SELECT key, version_id, updated_ts FROM versions WHERE bucket = ? ORDER BY key, version_id', false);
+    scan('SELECT key, version_id, updated_ts FROM tombstones WHERE bucket = ? ORDER BY key, version_id', true);
+    return out;
+  }
+
+  /** Forgets tombstones older than `olderThanMs` (once every replica has them); returns how many. */
+  purgeTombstones(olderThanMs: number): number {
+    return this.stmt('DELETE FROM tombstones WHERE deleted_ms < ?').run(olderThanMs).changes;
+  }
+
+  /** The newest version of a key (ts, then version id) becomes its latest; the others are not. */
+  private deriveLatest(bucket: string, key: string): void {
+    this.stmt('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(bucket, key);
+    const top = this.stmt('SELECT rowid AS id FROM versions WHERE bucket = ? AND key = ? ORDER BY ts DESC, version_id DESC LIMIT 1').get(bucket, key) as { id: number } | undefined;
+    if (top) this.stmt('UPDATE versions SET is_latest = 1 WHERE rowid = ?').run(top.id);
   }
 
   /** No versionId: the latest version of the key, which may be a delete marker. */
@@ -425,4 +541,24 @@ function nextMarkers<R>(page: Page<R>, keyOf: (r: R) => string, idOf: (r: R) => 
   if (!page.last) return {};
   if ('row' in page.last) return { key: keyOf(page.last.row), id: idOf(page.last.row) };
   return { key: page.last.prefix };
+}
+
+/** One record a replica holds for a version: the version itself, or (no `version`) a tombstone. */
+export interface ReplicaRecord {
+  versionId: string;
+  updatedTs: number;
+  version?: ObjectVersion;
+}
+
+function assertHlc(ts: number): void {
+  if (!Number.isSafeInteger(ts) || ts <= 0) throw new RangeError(`updatedTs must be a positive integer, got ${ts}`);
+}
+
+/** Digest leaf of a key: the first byte of its sha256. */
+export function leafOf(key: string): number {
+  return createHash('sha256').update(key).digest()[0];
+}
+
+function recordHash(key: string, versionId: string, updatedTs: number, deleted: boolean): Buffer {
+  return createHash('sha256').update(`${key}\0${versionId}\0${updatedTs}\0${deleted ? 1 : 0}`).digest();
 }

@@ -127,7 +127,29 @@ CREATE TRIGGER parts_immutable BEFORE UPDATE ON parts BEGIN
 END;
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ to: 1, sql: V1 }];
+/**
+ * Version 2: replication records (docs/decisions/0008-cluster-design.md, "Replicated records").
+ * - versions.updated_ts: the hybrid-clock time of the last change of the whole record (tags, retention,
+ *   legal hold write the record again with a newer one); last writer wins between replicas. Rows written
+ *   before have updated_ts = ts.
+ * - tombstones: a deleted version is remembered with the time of its deletion, so that a replica that
+ *   missed the delete cannot bring the version back; dropped once every replica has it.
+ */
+const V2 = `
+ALTER TABLE versions ADD COLUMN updated_ts INTEGER NOT NULL DEFAULT 0;
+UPDATE versions SET updated_ts = ts;
+CREATE TABLE tombstones (
+  bucket TEXT NOT NULL,
+  key TEXT NOT NULL,
+  version_id TEXT NOT NULL,
+  updated_ts INTEGER NOT NULL,
+  deleted_ms INTEGER NOT NULL,
+  PRIMARY KEY (bucket, key, version_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX tombstones_by_age ON tombstones (deleted_ms);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ to: 1, sql: V1 }, { to: 2, sql: V2 }];
 
 /** The format this software writes. */
 export const FORMAT_VERSION = MIGRATIONS[MIGRATIONS.length - 1].to;
