@@ -62,6 +62,8 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     bytesPerSecond: cfg.scrub.bytesPerSecond,
     intervalMs: cfg.scrub.intervalSeconds * 1000,
     logger: log,
+    // Blobs are written in place: a file a crash left without its footer is the orphan sweep's, not a corruption.
+    isReferenced: (id) => meta.isBlobReferenced(id),
     onCorrupt: (id, badChunks) => {
       metrics.scrubCorrupt(1);
       log.error('scrub found corrupt blob', { blobId: id, badChunks });

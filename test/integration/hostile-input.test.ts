@@ -122,12 +122,12 @@ describe('hostile input gets the right error and changes nothing', function () {
   });
 
   it('an internal failure is InternalError with no internal detail', async () => {
-    // Make the blob temp folder unusable: the node cannot create files there.
-    const tmp = fs.readdirSync(node.dataDir, { recursive: true, withFileTypes: true }).find((e) => e.isDirectory() && e.name === 'tmp');
-    assert.ok(tmp, 'the blob store keeps a tmp folder');
-    const tmpPath = path.join(tmp.parentPath ?? (tmp as unknown as { path: string }).path, tmp.name);
-    fs.rmSync(tmpPath, { recursive: true });
-    fs.writeFileSync(tmpPath, 'not a folder');
+    // Make the blob folder unusable (a file where the folder was): the node cannot create blobs.
+    const blobs = path.join(node.dataDir, 'blobs');
+    assert.ok(fs.statSync(blobs).isDirectory(), 'the blob store keeps its blobs under blobs/');
+    const away = `${blobs}.away`;
+    fs.renameSync(blobs, away);
+    fs.writeFileSync(blobs, 'not a folder');
     try {
       const r = await signedRequest(node, { method: 'PUT', path: '/hostile/internal', body: 'x', headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } });
       assert.equal(r.status, 500);
@@ -135,8 +135,8 @@ describe('hostile input gets the right error and changes nothing', function () {
       assert.doesNotMatch(r.body, /ENOTDIR|ENOENT|EEXIST|\/tmp|blobs|archipel-|at \w+ \(|Error:/, 'no internal detail leaks');
       assert.match(r.body, /<Message>We encountered an internal error. Please try again.<\/Message>/);
     } finally {
-      fs.rmSync(tmpPath);
-      fs.mkdirSync(tmpPath);
+      fs.rmSync(blobs);
+      fs.renameSync(away, blobs);
     }
   });
 

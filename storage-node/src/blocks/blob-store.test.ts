@@ -184,20 +184,28 @@ describe('blob store', () => {
     await assert.rejects(store.delete('ab/../../x'), RangeError);
   });
 
-  it('lists committed blobs only', async () => {
+  it('lists committed blobs only, not the ones being written in place', async () => {
     const ids = [await put(store, randomBytes(5)), await put(store, randomBytes(0)), await put(store, randomBytes(CHUNK * 2))];
     const pending = store.createWriter();
-    pending.write(randomBytes(100));
+    await new Promise<void>((resolve, reject) => pending.write(randomBytes(300 * 1024), (e) => (e ? reject(e) : resolve())));
+    const ended = store.createWriter();
+    ended.end(randomBytes(100));
+    await new Promise((resolve) => ended.once('finish', resolve));
+    assert.ok(fs.existsSync(blobFile(store, pending.id)) && fs.existsSync(blobFile(store, ended.id)), 'both files exist');
     const listed: string[] = [];
     for await (const id of store.list()) listed.push(id);
     assert.deepEqual(listed.sort(), [...ids].sort());
     await pending.abort();
+    const late = await ended.commit();
+    const after: string[] = [];
+    for await (const id of store.list()) after.push(id);
+    assert.deepEqual(after.sort(), [...ids, late.id].sort());
   });
 
   it('leaves nothing behind when a writer is aborted midway, before writing, or twice', async () => {
     const w = store.createWriter();
-    await new Promise<void>((resolve, reject) => w.write(randomBytes(3 * CHUNK), (e) => (e ? reject(e) : resolve())));
-    assert.equal(filesUnder(path.join(tmp, 'tmp')).length, 1);
+    await new Promise<void>((resolve, reject) => w.write(randomBytes(200 * 1024), (e) => (e ? reject(e) : resolve())));
+    assert.equal(filesUnder(path.join(tmp, 'blobs')).length, 1);
     await w.abort();
     await w.abort();
     const early = store.createWriter();
@@ -207,11 +215,13 @@ describe('blob store', () => {
     await new Promise((resolve) => ended.once('finish', resolve));
     await ended.abort();
     await assert.rejects(ended.commit(), /failed or was aborted/);
-    assert.deepEqual(filesUnder(path.join(tmp, 'tmp')), []);
     assert.deepEqual(filesUnder(path.join(tmp, 'blobs')), []);
+    const listed: string[] = [];
+    for await (const id of store.list()) listed.push(id);
+    assert.deepEqual(listed, []);
   });
 
-  it('removes the temp file when the body stream fails', async () => {
+  it('removes the file when the body stream fails', async () => {
     const w = store.createWriter();
     async function* failing(): AsyncGenerator<Buffer> {
       yield randomBytes(CHUNK);
@@ -219,7 +229,6 @@ describe('blob store', () => {
     }
     await assert.rejects(pipeline(Readable.from(failing()), w), /client went away/);
     await w.abort();
-    assert.deepEqual(filesUnder(path.join(tmp, 'tmp')), []);
     assert.deepEqual(filesUnder(path.join(tmp, 'blobs')), []);
   });
 
@@ -238,13 +247,24 @@ describe('blob store', () => {
     await w.abort();
   });
 
-  it('removes leftover temp files (crash leftovers) at open', async () => {
+  it('removes the temp files an earlier version left (crash leftovers) at open', async () => {
+    fs.mkdirSync(path.join(tmp, 'tmp'));
     fs.writeFileSync(path.join(tmp, 'tmp', 'aaaa.tmp'), randomBytes(100));
     fs.writeFileSync(path.join(tmp, 'tmp', 'bbbb.tmp'), '');
     const id = await put(store, randomBytes(10));
     const reopened = await BlobStore.open(tmp, { chunkSizeBytes: CHUNK });
-    assert.deepEqual(filesUnder(path.join(tmp, 'tmp')), []);
+    assert.equal(fs.existsSync(path.join(tmp, 'tmp')), false);
     assert.deepEqual(await reopened.stat(id), { sizeBytes: 10 });
+  });
+
+  it('lists a blob a crash left without its footer, for the orphan sweep, and reports it corrupt on read', async () => {
+    const crashed = '0123456789abcdef0123456789abcdef';
+    fs.writeFileSync(blobFile(store, crashed), randomBytes(HEADER_BYTES + 100));
+    const reopened = await BlobStore.open(tmp, { chunkSizeBytes: CHUNK });
+    const listed: string[] = [];
+    for await (const id of reopened.list()) listed.push(id);
+    assert.deepEqual(listed, [crashed]);
+    await assert.rejects(readAll(reopened.openReader(crashed)), BlobCorruptError);
   });
 
   it('reads blobs written with another chunk size', async () => {
@@ -281,7 +301,7 @@ describe('blob store', () => {
     assert.equal(openFdCount(), before);
   });
 
-  it('commits in order: file fsync, rename, directory fsync, then resolves', async () => {
+  it('commits in place: file and directory fsynced, no rename, before it resolves', async () => {
     const events: string[] = [];
     const probe = await fs.promises.open(tmp, 'r');
     const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
@@ -305,8 +325,10 @@ describe('blob store', () => {
       events.push('committed');
       const id = w.id;
       const fanout = `blobs/${id.slice(0, 2)}`;
-      const mine = events.filter((e) => !e.startsWith('fsync blobs') || e === `fsync ${fanout}` || e === 'committed');
-      assert.deepEqual(mine, [`fsync tmp/${id}.tmp`, `rename tmp/${id}.tmp ${fanout}/${id}`, `fsync ${fanout}`, 'committed']);
+      const mine = events.filter((e) => !e.startsWith('fsync blobs') || e === `fsync ${fanout}` || e === `fsync ${fanout}/${id}` || e === 'committed');
+      assert.deepEqual([...mine].sort(), [`fsync ${fanout}`, `fsync ${fanout}/${id}`, 'committed'].sort());
+      assert.equal(mine[mine.length - 1], 'committed');
+      assert.equal(events.filter((e) => e.startsWith('rename')).length, 0);
     } finally {
       proto.sync = originalSync;
       fsp.rename = originalRename;
@@ -318,7 +340,7 @@ describe('blob store', () => {
     const ids = await Promise.all(datas.map((d) => put(store, d, 500)));
     assert.equal(new Set(ids).size, ids.length);
     for (let i = 0; i < ids.length; i++) assert.deepEqual(await readAll(store.openReader(ids[i])), datas[i]);
-    assert.deepEqual(filesUnder(path.join(tmp, 'tmp')), []);
+    assert.equal(filesUnder(path.join(tmp, 'blobs')).length, ids.length);
   });
 
   it('skips every fsync when fsync is off', async () => {

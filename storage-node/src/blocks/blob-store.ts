@@ -25,8 +25,9 @@ const FANOUT_DIR_RE = /^[0-9a-f]{2}$/;
 
 /**
  * The local data store: immutable blobs, one file each, a CRC32C per chunk checked before any byte
- * leaves. Layout under `dir`: blobs/<id[0..2]>/<id[2..4]>/<id> for committed blobs, tmp/<id>.tmp for
- * blobs being written (whatever is left there at open is a crash leftover and is removed).
+ * leaves. Layout under `dir`: blobs/<id[0..2]>/<id>, written in place (see BlobWriter); list() skips the
+ * blobs this process is still writing. tmp/ held blobs being written by earlier versions: whatever is
+ * left there at open is a crash leftover and is removed.
  */
 export class BlobStore {
   readonly dir: string;
@@ -37,6 +38,8 @@ export class BlobStore {
   private readonly tmpDir: string;
   private readonly fsync: boolean;
   private readonly log: Logger;
+  /** Ids of the blobs being written now (no footer yet, or not yet durable). */
+  private readonly inProgress = new Set<string>();
 
   private constructor(dir: string, chunkSizeBytes: number, fsync: boolean, log: Logger) {
     this.dir = dir;
@@ -52,8 +55,8 @@ export class BlobStore {
     assertChunkSize(chunkSizeBytes);
     const log = opts.logger ?? silentLogger();
     const store = new BlobStore(path.resolve(dir), chunkSizeBytes, opts.fsync ?? true, log);
-    const created = await Promise.all([store.blobsDir, store.tmpDir].map((d) => fsp.mkdir(d, { recursive: true })));
-    if (store.fsync && created.some((c) => c !== undefined)) {
+    const created = await fsp.mkdir(store.blobsDir, { recursive: true });
+    if (store.fsync && created !== undefined) {
       // New directories must be durable before blobs are committed into them.
       await Promise.all([dirSync(path.dirname(store.dir)), dirSync(store.dir)]);
     }
@@ -65,7 +68,7 @@ export class BlobStore {
   }
 
   createWriter(): BlobWriter {
-    return new BlobWriter({ blobsDir: this.blobsDir, tmpDir: this.tmpDir, chunkSizeBytes: this.chunkSizeBytes, fsync: this.fsync });
+    return new BlobWriter({ blobsDir: this.blobsDir, chunkSizeBytes: this.chunkSizeBytes, fsync: this.fsync, inProgress: this.inProgress });
   }
 
   /**
@@ -119,11 +122,15 @@ export class BlobStore {
     }
   }
 
-  /** Ids of committed blobs, streamed from the directory tree (constant memory, no particular order). */
+  /**
+   * Ids of committed blobs, streamed from the directory tree (constant memory, no particular order). Blobs
+   * this process is writing are skipped; a crash leftover (a file without its footer) is listed, and the
+   * orphan sweep removes it since no metadata references it.
+   */
   async *list(): AsyncIterable<string> {
     for await (const a of this.subdirs(this.blobsDir)) {
       for await (const name of this.entries(path.join(this.blobsDir, a))) {
-        if (name.isFile() && isBlobId(name.name) && name.name.startsWith(a)) yield name.name;
+        if (name.isFile() && isBlobId(name.name) && name.name.startsWith(a) && !this.inProgress.has(name.name)) yield name.name;
       }
     }
   }
@@ -153,6 +160,7 @@ export class BlobStore {
     yield* handle;
   }
 
+  /** Files left in tmp/ by a version that wrote blobs there first; the folder goes too. */
   private async removeTmpLeftovers(): Promise<{ files: number; bytes: number }> {
     let files = 0;
     let bytes = 0;
@@ -167,6 +175,9 @@ export class BlobStore {
         if (!isNotFound(e)) throw e;
       }
     }
+    await fsp.rmdir(this.tmpDir).catch((e: NodeJS.ErrnoException) => {
+      if (!isNotFound(e) && e.code !== 'ENOTEMPTY' && e.code !== 'ENOTDIR') throw e;
+    });
     return { files, bytes };
   }
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,26 +12,63 @@ import { blobPath, isNotFound } from './blob-file';
 
 export interface BlobWriterConfig {
   blobsDir: string;
-  tmpDir: string;
   chunkSizeBytes: number;
   fsync: boolean;
+  /**
+   * Ids of the blobs being written, shared with the store: a writer adds its id before its file exists
+   * and removes it once the blob is committed or its file removed, so that listings (scrubber, orphan
+   * sweep) never see a blob without its footer.
+   */
+  inProgress: Set<string>;
+}
+
+/**
+ * Bodies up to this size are held (as the caller's buffers, no copy) and written with their header and
+ * footer in one writev at the end: one write system call per small blob instead of two. Bounds memory.
+ */
+const INLINE_WRITE_MAX_BYTES = 128 * 1024;
+
+/** Random ids are cut from a pool refilled 256 ids at a time (one getrandom per refill, not per blob). */
+const ID_POOL = Buffer.alloc(16 * 256);
+let idPoolOffset = ID_POOL.length;
+
+function newBlobId(): string {
+  if (idPoolOffset === ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idPoolOffset = 0;
+  }
+  const id = ID_POOL.toString('hex', idPoolOffset, idPoolOffset + 16);
+  idPoolOffset += 16;
+  return id;
 }
 
 type WriterState = 'writing' | 'finished' | 'committed' | 'failed';
 
 /**
- * Streams bytes into a new blob. Data goes to disk as it arrives (one positioned write per batch of
- * buffered writes, no copies); only the CRC state of the current chunk and one CRC per finished chunk
- * are kept. After end(), commit() makes the blob durable and visible; abort() throws it away. One of the
- * two must be called, or the temp file's fd stays open until the process ends.
+ * Streams bytes into a new blob, written in place at blobs/<id[0..2]>/<id> (opened with O_EXCL). Data goes
+ * to disk as it arrives (one positioned write per batch of buffered writes, no copies; a small body in one
+ * write with its header and footer); only the CRC state of the current chunk and one CRC per finished
+ * chunk are kept. After end(), commit() makes the blob durable; abort() removes it. One of the two must be
+ * called, or the file's fd stays open until the process ends.
+ *
+ * The blob is not visible to readers until metadata references it (the caller's commit point), so no
+ * temporary name and rename are needed: commit() fsyncs the file and its directory (that fsync started
+ * when the file was created, and is shared with concurrent writers in the same directory). A crash
+ * leaves at most an unreferenced file, which the orphan sweep removes at the next start.
  */
 export class BlobWriter extends Writable {
   readonly id: string;
   private readonly cfg: BlobWriterConfig;
-  private readonly tmpPath: string;
+  private readonly filePath: string;
   private fh: FileHandle | undefined;
+  /** The fsync of the directory entry, started as soon as the file exists; awaited by commit(). */
+  private dirDurable: Promise<void> | undefined;
   private headerWritten = false;
+  /** Every data byte accepted, and those of them already written (the rest are held in `pending`). */
   private dataBytes = 0;
+  private writtenBytes = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private chunkFillBytes = 0;
   private chunkCrcState = 0;
   private readonly crcs: number[] = [];
@@ -45,15 +82,13 @@ export class BlobWriter extends Writable {
     // Bounds what a producer that respects backpressure can make us hold, whatever the chunk size.
     super({ highWaterMark: Math.min(cfg.chunkSizeBytes, 1024 * 1024), decodeStrings: true });
     this.cfg = cfg;
-    this.id = randomBytes(16).toString('hex');
-    this.tmpPath = path.join(cfg.tmpDir, `${this.id}.tmp`);
+    this.id = newBlobId();
+    this.filePath = blobPath(cfg.blobsDir, this.id);
+    cfg.inProgress.add(this.id);
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
-    fsp.open(this.tmpPath, 'wx', 0o600).then((fh) => {
-      this.fh = fh;
-      callback();
-    }, callback);
+    this.create().then(() => callback(), callback);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -78,44 +113,79 @@ export class BlobWriter extends Writable {
     this.cleanup().then(() => callback(error), (e: Error) => callback(error ?? e));
   }
 
-  /** After end(): fsync the temp file, rename it into blobs/, fsync that directory. Resolves when durable. */
+  /** After end(): fsync the file, and its directory entry (in parallel). Resolves when both are durable. */
   commit(): Promise<BlobRef> {
     this.commitPromise ??= this.doCommit();
     return this.commitPromise;
   }
 
-  /** Removes the temp file. Safe after errors and when called twice; does nothing after a successful commit. */
+  /** Removes the file. Safe after errors and when called twice; does nothing after a successful commit. */
   async abort(): Promise<void> {
     if (this.commitPromise !== undefined) {
       const committed = await this.commitPromise.then(() => true, () => false);
       if (committed) return;
     }
     if (this.state === 'writing') this.state = 'failed';
-    // Destroying waits for _construct: cleaning up before the temp file is even open would miss it.
+    // Destroying waits for _construct: cleaning up before the file is even open would miss it.
     this.destroy();
     if (!this.closed) await new Promise<void>((resolve) => this.once('close', resolve));
     this.state = 'failed';
     await this.cleanup();
   }
 
+  private async create(): Promise<void> {
+    const dir = path.dirname(this.filePath);
+    try {
+      this.fh = await fsp.open(this.filePath, 'wx', 0o600);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      // The fan-out directory is made when the store opens; if it was removed since, make it again
+      // and its entry durable before use (synced even when a concurrent writer re-created it: that
+      // writer's fsync may not have completed yet).
+      await fsp.mkdir(dir, { recursive: true });
+      if (this.cfg.fsync) await dirSync(this.cfg.blobsDir);
+      this.fh = await fsp.open(this.filePath, 'wx', 0o600);
+    }
+    if (this.cfg.fsync) {
+      // The entry exists now, so an fsync of the directory that starts now covers it. Awaited by commit();
+      // the handler only keeps an abandoned writer's failure from being an unhandled rejection.
+      this.dirDurable = dirSync(dir);
+      this.dirDurable.catch(() => undefined);
+    }
+  }
+
   private async append(bufs: Buffer[]): Promise<void> {
-    const fh = this.requireHandle();
     let total = 0;
     for (const b of bufs) total += b.length;
     if (total === 0) return;
     if (chunkCountFor(this.dataBytes + total, this.cfg.chunkSizeBytes) > MAX_CHUNK_COUNT) {
       throw new RangeError(`blob ${this.id} would exceed ${MAX_CHUNK_COUNT} chunks`);
     }
-    const position = this.headerWritten ? HEADER_BYTES + this.dataBytes : 0;
-    const out = this.headerWritten ? bufs : [this.header(), ...bufs];
-    const expected = this.headerWritten ? total : total + HEADER_BYTES;
-    const writing = fh.writev(out, position);
-    // The checksums are computed here while the thread pool writes the same (immutable) buffers.
     for (const b of bufs) this.updateCrcs(b);
-    const { bytesWritten } = await writing;
+    this.dataBytes += total;
+    if (!this.headerWritten && this.pendingBytes + total <= INLINE_WRITE_MAX_BYTES) {
+      // Buffers handed to a Writable are not reused by their producer: holding them is safe.
+      for (const b of bufs) this.pending.push(b);
+      this.pendingBytes += total;
+      return;
+    }
+    await this.writeOut(bufs, total);
+  }
+
+  /** Writes the header (first time), the held buffers and `tail` (of which tailDataBytes are data) in one positioned writev. */
+  private async writeOut(tail: Buffer[], tailDataBytes: number): Promise<void> {
+    const fh = this.requireHandle();
+    const out = this.headerWritten ? [...this.pending, ...tail] : [this.header(), ...this.pending, ...tail];
+    let expected = 0;
+    for (const b of out) expected += b.length;
+    const position = this.headerWritten ? HEADER_BYTES + this.writtenBytes : 0;
+    const dataBytes = this.pendingBytes + tailDataBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const { bytesWritten } = await fh.writev(out, position);
     if (bytesWritten !== expected) throw new Error(`short write to blob ${this.id}: ${bytesWritten} of ${expected} bytes`);
     this.headerWritten = true;
-    this.dataBytes += total;
+    this.writtenBytes += dataBytes;
   }
 
   /** CRC32C per chunk, cutting the incoming buffers at chunk boundaries (no copies). */
@@ -138,14 +208,8 @@ export class BlobWriter extends Writable {
   }
 
   private async finish(): Promise<void> {
-    const fh = this.requireHandle();
     if (this.chunkFillBytes > 0) this.closeChunk();
-    const footer = encodeFooter(this.crcs, this.dataBytes, this.cfg.chunkSizeBytes);
-    const out = this.headerWritten ? [footer] : [this.header(), footer];
-    const expected = this.headerWritten ? footer.length : HEADER_BYTES + footer.length;
-    const { bytesWritten } = await fh.writev(out, this.headerWritten ? HEADER_BYTES + this.dataBytes : 0);
-    if (bytesWritten !== expected) throw new Error(`short write of blob ${this.id} footer`);
-    this.headerWritten = true;
+    await this.writeOut([encodeFooter(this.crcs, this.dataBytes, this.cfg.chunkSizeBytes)], 0);
     // An abort or destroy may have raced with this write: then the blob stays failed.
     if (this.state === 'writing') this.state = 'finished';
   }
@@ -157,26 +221,22 @@ export class BlobWriter extends Writable {
   private async doCommit(): Promise<BlobRef> {
     await this.waitFinished();
     const fh = this.requireHandle();
-    const target = blobPath(this.cfg.blobsDir, this.id);
-    try {
+    const fileDurable = (async () => {
       if (this.cfg.fsync) await fsyncFile(fh);
       this.fh = undefined;
       await fh.close();
-      await this.renameIntoPlace(target);
-    } catch (e) {
-      this.state = 'failed';
-      throw e;
-    }
-    try {
-      // The rename is durable only once its directory is; that fsync is shared with concurrent commits.
-      if (this.cfg.fsync) await dirSync(path.dirname(target));
-    } catch (e) {
+    })();
+    // Both settle before we decide, so that a failure never leaves the other still running on the file.
+    const [file, dir] = await Promise.allSettled([fileDurable, this.dirDurable]);
+    const failure = file.status === 'rejected' ? file.reason : dir.status === 'rejected' ? dir.reason : undefined;
+    if (failure !== undefined) {
       this.state = 'failed';
       // Not durable, so not committed: take it back rather than leave a blob nobody will reference.
-      await fsp.unlink(target).catch(() => undefined);
-      throw e;
+      await this.cleanup().catch(() => undefined);
+      throw failure;
     }
     this.state = 'committed';
+    this.cfg.inProgress.delete(this.id);
     return { id: this.id, size: this.dataBytes };
   }
 
@@ -189,21 +249,6 @@ export class BlobWriter extends Writable {
     if ((this.state as WriterState) !== 'finished') throw new Error(`blob ${this.id} did not finish`);
   }
 
-  private async renameIntoPlace(target: string): Promise<void> {
-    try {
-      await fsp.rename(this.tmpPath, target);
-      return;
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-    }
-    // The fan-out directory is made when the store opens; if it was removed since, make it again
-    // and its entry durable before use (synced even when a concurrent writer re-created it: that
-    // writer's fsync may not have completed yet).
-    await fsp.mkdir(path.dirname(target), { recursive: true });
-    if (this.cfg.fsync) await dirSync(this.cfg.blobsDir);
-    await fsp.rename(this.tmpPath, target);
-  }
-
   private requireHandle(): FileHandle {
     if (this.fh === undefined) throw new Error(`blob ${this.id} has no open file`);
     return this.fh;
@@ -211,13 +256,16 @@ export class BlobWriter extends Writable {
 
   private cleanup(): Promise<void> {
     this.cleanupPromise ??= (async () => {
+      // The file is the committed blob now: only the metadata layer may remove it.
+      if (this.state === 'committed') return;
       const fh = this.fh;
       this.fh = undefined;
       // FileHandle.close() waits for reads and writes still running on it.
       if (fh !== undefined) await fh.close().catch(() => undefined);
-      await fsp.unlink(this.tmpPath).catch((e) => {
+      await fsp.unlink(this.filePath).catch((e) => {
         if (!isNotFound(e)) throw e;
       });
+      this.cfg.inProgress.delete(this.id);
     })();
     return this.cleanupPromise;
   }

@@ -19,6 +19,11 @@ export interface ScrubberOptions {
   onCorrupt?: (id: string, badChunks: number[]) => void;
   /** After each blob; totals since the scrubber was made (monotonic, so they suit counters). */
   onProgress?: (p: ScrubProgress) => void;
+  /**
+   * Whether metadata references the blob. A corrupt blob that nothing references is not reported: it is a
+   * file a crash left without its footer (or garbage), which the orphan sweep removes. Default: all are.
+   */
+  isReferenced?: (id: string) => boolean;
   /** After each full pass (also a stopped one). */
   onPassFinished?: (r: ScrubPassResult & { finishedMs: number; stopped: boolean }) => void;
 }
@@ -159,6 +164,10 @@ export class Scrubber {
       if (r.ok) return r;
       // An open fd outlives unlink, so a blob deleted mid-read was checked anyway: it is no longer ours to report.
       if ((await this.store.statTime(id)) === undefined) return undefined;
+      if (this.opts.isReferenced !== undefined && !this.opts.isReferenced(id)) {
+        this.log.debug('unreferenced blob skipped', { blobId: id });
+        return undefined;
+      }
       return r;
     } catch (e) {
       if (e instanceof BlobNotFoundError || signal.aborted) return undefined;
