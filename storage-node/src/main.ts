@@ -12,6 +12,7 @@ import { Store } from './model/store';
 import { startS3Server } from './s3/server';
 import { acquireDataDirLock, writeFileAtomic } from './util/files';
 import { GridRuntime, startGrid } from './cluster/grid';
+import { MetaReplica } from './cluster/meta-replica';
 
 export interface RunningNode {
   s3Port: number;
@@ -75,7 +76,11 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   });
 
   let stopping = false;
-  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log) : undefined;
+  // The replica side of metadata replication; blobs a replaced record no longer uses are freed.
+  const metaReplica = new MetaReplica(meta, (ids) => {
+    for (const id of ids) blobs.delete(id).catch((e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
+  });
+  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: metaReplica.routes() }) : undefined;
   if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
     { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },

@@ -1,0 +1,158 @@
+// The gateway side of metadata replication: writes to every replica of a bucket and returns at a
+// majority; reads from every replica, returns at a majority, merges by last writer wins.
+import type { LayoutNode } from '../layout/types';
+import { metaPlacement } from '../layout/placement';
+import type { ObjectVersion } from '../meta/types';
+import type { RpcClient } from '../rpc';
+import { Logger, silentLogger } from '../util/logger';
+import type { LayoutState } from './layout-state';
+import { isPeerFailure, peerOf } from './membership';
+import { KeyRecordsReply, META_PATHS, MetaReplica } from './meta-replica';
+import { majority, mergeKeyRecords, VersionRecord } from './records';
+
+/** Fewer replicas answered than a majority: the operation did not happen (writes) or cannot be trusted (reads). */
+export class QuorumError extends Error {
+  constructor(message: string, readonly answered: number, readonly needed: number) {
+    super(message);
+    this.name = 'QuorumError';
+  }
+}
+
+export interface WriteOutcome {
+  /** Replicas that made the records durable. */
+  acked: string[];
+  /** Replicas that did not (down, slow, refused); the caller owes them the records. */
+  missed: { node: LayoutNode; error: string }[];
+}
+
+export interface MetaQuorumOptions {
+  /** Deadline of one replica call. */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * Quorum access to the metadata of buckets. With N replicas (one per active site) a write waits
+ * for W = majority durable acknowledgements and a read for R = majority answers, so W + R > N and
+ * every read sees the last acknowledged write. Replicas that miss a write are reported so the gateway
+ * queues them for repair; a read hands the merged winners back to replicas that were behind.
+ */
+export class MetaQuorum {
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly layout: LayoutState,
+    private readonly rpc: RpcClient,
+    private readonly local: MetaReplica,
+    opts: MetaQuorumOptions = {},
+  ) {
+    this.log = opts.logger ?? silentLogger();
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  replicas(bucket: string): LayoutNode[] {
+    const l = this.layout.current;
+    if (l === undefined) throw new QuorumError('no layout', 0, 1);
+    return metaPlacement(l, bucket);
+  }
+
+  /**
+   * Sends the records (all of one bucket) to every replica; resolves once a majority made them
+   * durable, with who did and who did not. Throws QuorumError when a majority cannot be reached.
+   * Calls still running after the quorum finish in the background; their failures are reported
+   * through `onLateMiss` so that they can be queued too.
+   */
+  async write(bucket: string, records: VersionRecord[], onLateMiss?: (node: LayoutNode, error: string) => void): Promise<WriteOutcome> {
+    const nodes = this.replicas(bucket);
+    const need = majority(nodes.length);
+    const acked: string[] = [];
+    const missed: WriteOutcome['missed'] = [];
+    let settled = false;
+    return new Promise<WriteOutcome>((resolve, reject) => {
+      const check = (): void => {
+        if (settled) return;
+        if (acked.length >= need) {
+          settled = true;
+          resolve({ acked: [...acked], missed: [...missed] });
+        } else if (nodes.length - missed.length < need) {
+          settled = true;
+          reject(new QuorumError(
+            `metadata of bucket ${bucket} reached ${acked.length} of ${nodes.length} replicas, ${need} needed (${missed.map((m) => `${m.node.id}: ${m.error}`).join('; ')})`,
+            acked.length, need,
+          ));
+        }
+      };
+      for (const n of nodes) {
+        this.applyOn(n, records).then(() => {
+          acked.push(n.id);
+          check();
+        }, (e: Error) => {
+          if (!isPeerFailure(e)) this.log.warn('metadata replica write failed', { node: n.id, bucket, error: e.message });
+          if (settled) onLateMiss?.(n, e.message);
+          else missed.push({ node: n, error: e.message });
+          check();
+        });
+      }
+    });
+  }
+
+  /**
+   * The versions of one key, merged from a majority of replicas (newest first, isLatest on the first).
+   * Replicas that answered with older records get the winners back (read repair, in the background).
+   */
+  async readKey(bucket: string, key: string): Promise<ObjectVersion[]> {
+    const nodes = this.replicas(bucket);
+    const need = majority(nodes.length);
+    const answers = await this.gather(nodes, need, (n) => this.keyOn(n, bucket, key), `key ${bucket}/${key}`);
+    const { versions, winners } = mergeKeyRecords(answers.map((a) => a.value.records));
+    this.readRepair(bucket, key, answers, winners);
+    return versions;
+  }
+
+  /** Runs `fn` on every node; resolves with the first `need` successes, or throws QuorumError. */
+  private gather<T>(nodes: LayoutNode[], need: number, fn: (n: LayoutNode) => Promise<T>, what: string): Promise<{ node: LayoutNode; value: T }[]> {
+    const ok: { node: LayoutNode; value: T }[] = [];
+    const failed: string[] = [];
+    let settled = false;
+    return new Promise((resolve, reject) => {
+      for (const n of nodes) {
+        fn(n).then((value) => {
+          if (settled) return;
+          ok.push({ node: n, value });
+          if (ok.length >= need) {
+            settled = true;
+            resolve(ok);
+          }
+        }, (e: Error) => {
+          if (settled) return;
+          failed.push(`${n.id}: ${e.message}`);
+          if (nodes.length - failed.length < need) {
+            settled = true;
+            reject(new QuorumError(`read of ${what} reached ${ok.length} of ${nodes.length} replicas, ${need} needed (${failed.join('; ')})`, ok.length, need));
+          }
+        });
+      }
+    });
+  }
+
+  private readRepair(bucket: string, key: string, answers: { node: LayoutNode; value: KeyRecordsReply }[], winners: { versionId: string; updatedTs: number; version?: ObjectVersion }[]): void {
+    for (const a of answers) {
+      const held = new Map(a.value.records.map((r) => [r.versionId, r.updatedTs]));
+      const behind = winners.filter((w) => (held.get(w.versionId) ?? -1) < w.updatedTs);
+      if (behind.length === 0) continue;
+      const records: VersionRecord[] = behind.map((w) => ({ bucket, key, versionId: w.versionId, updatedTs: w.updatedTs, version: w.version }));
+      this.applyOn(a.node, records).catch((e: Error) => this.log.debug('read repair failed', { node: a.node.id, bucket, error: e.message }));
+    }
+  }
+
+  private applyOn(n: LayoutNode, records: VersionRecord[]): Promise<unknown> {
+    if (n.id === this.layout.nodeId) return this.local.apply(records);
+    return this.rpc.call(peerOf(n), 'POST', META_PATHS.apply, { records }, { timeoutMs: this.timeoutMs });
+  }
+
+  private async keyOn(n: LayoutNode, bucket: string, key: string): Promise<KeyRecordsReply> {
+    if (n.id === this.layout.nodeId) return this.local.keyRecords(bucket, key);
+    return this.rpc.call<KeyRecordsReply>(peerOf(n), 'POST', META_PATHS.key, { bucket, key }, { timeoutMs: this.timeoutMs });
+  }
+}
