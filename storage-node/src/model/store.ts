@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../util/logger';
 import { HybridClock, newVersionId, newUploadId, isValidVersionId } from '../util/hlc';
 import { compositeChecksum, combineCrc, ChecksumAlgorithm } from '../util/checksum';
+import { pump } from '../util/streams';
 import type { MetaStore } from '../meta/meta-store';
 import type { BlobStore } from '../blocks/blob-store';
 import type {
@@ -401,7 +401,7 @@ export class Store {
   private async writeBlob(body: BodyInput): Promise<{ ref?: BlobRef; digests: BodyDigests }> {
     const w = this.blobs.createWriter();
     try {
-      await pipeline(body.stream, w);
+      await pump(body.stream, w);
       const digests = body.finish();
       if (digests.sizeBytes === 0) {
         await w.abort();

@@ -1,10 +1,11 @@
-import { pipeline, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { S3Error } from './error';
 import type { S3Context } from './context';
 import { ChunkedDecoder } from './auth/chunked';
 import { DigestTransform, DigestAlgorithm } from '../model/digest';
 import { CHECKSUM_ALGORITHMS, ChecksumAlgorithm, checksumHeaderName, isValidChecksumValue, parseChecksumAlgorithm } from '../util/checksum';
 import type { BodyInput, BodyDigests } from '../model/body';
+import { chain } from '../util/streams';
 
 export interface BodyOptions {
   maxBytes: number;
@@ -93,10 +94,10 @@ export function objectBody(ctx: S3Context, opts: BodyOptions): BodyInput {
     });
   }
   ctx.bodyConsumed = true;
-  const stages: NodeJS.ReadWriteStream[] = decoder ? [decoder, digest] : [digest];
-  const stream = (pipeline as (...s: unknown[]) => Readable)(ctx.req, ...stages, (err: Error | null) => {
+  const stages: Duplex[] = decoder ? [decoder, digest] : [digest];
+  // The consumer sees an error through `stream`; here only the byte count is recorded.
+  const stream = chain(ctx.req, stages, () => {
     ctx.bytesIn = digest.bytes;
-    void err; // the consumer sees the error through `stream`
   });
 
   const finish = (): BodyDigests => {

@@ -68,7 +68,8 @@ export async function startS3Server(svc: S3Services, opts: S3ServerOptions, audi
     }
     const line = { requestId: ctx.requestId, operation: ctx.operation, bucket: ctx.bucket, status: rec.status, durationMs: rec.durationMs, errorCode: ctx.errorCode };
     if (status >= 500) log.warn('s3 request failed', line);
-    else log.debug('s3 request', line);
+    // Checked first: winston builds and formats the line before its level filter drops it.
+    else if (log.isDebugEnabled()) log.debug('s3 request', line);
   };
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
