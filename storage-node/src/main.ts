@@ -13,6 +13,7 @@ import { startS3Server } from './s3/server';
 import { acquireDataDirLock, writeFileAtomic } from './util/files';
 import { GridRuntime, startGrid } from './cluster/grid';
 import { MetaReplica } from './cluster/meta-replica';
+import { BlobReplica } from './cluster/blob-replica';
 
 export interface RunningNode {
   s3Port: number;
@@ -80,7 +81,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   const metaReplica = new MetaReplica(meta, (ids) => {
     for (const id of ids) blobs.delete(id).catch((e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
   });
-  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: metaReplica.routes() }) : undefined;
+  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log).routes()] }) : undefined;
   if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
     { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },
@@ -106,7 +107,10 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
 
   if (cfg.scrub.enabled) scrubber.start();
   // Blobs older than this process that nothing references are crash leftovers (renamed, never committed).
-  void store.sweepOrphanBlobs(startedMs, () => stopping).catch((e: Error) => log.warn('orphan sweep failed', { error: e.message }));
+  // In a grid, the metadata that references a copy lives on the bucket's metadata replicas, not
+  // necessarily here: a local sweep would delete good copies. Grid garbage collection asks the
+  // replicas (not built yet), so a grid node keeps its unreferenced blobs for now.
+  if (!grid) void store.sweepOrphanBlobs(startedMs, () => stopping).catch((e: Error) => log.warn('orphan sweep failed', { error: e.message }));
 
   const info: RuntimeInfo = {
     pid: process.pid, nodeId: cfg.node.id, s3Port: s3.port, adminPort: admin.port, rpcPort: grid?.rpcPort, startedAt: new Date().toISOString(),

@@ -67,8 +67,9 @@ export class BlobStore {
     return store;
   }
 
-  createWriter(): BlobWriter {
-    return new BlobWriter({ blobsDir: this.blobsDir, chunkSizeBytes: this.chunkSizeBytes, fsync: this.fsync, inProgress: this.inProgress });
+  /** A writer for a new blob; `opts.id` writes under a given id (a replica's copy), refused if one exists. */
+  createWriter(opts: { id?: string } = {}): BlobWriter {
+    return new BlobWriter({ blobsDir: this.blobsDir, chunkSizeBytes: this.chunkSizeBytes, fsync: this.fsync, inProgress: this.inProgress, id: opts.id });
   }
 
   /**

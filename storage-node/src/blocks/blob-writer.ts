@@ -8,7 +8,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { BlobRef } from '../meta/types';
 import { dirSync, fsyncFile } from '../util/fsync';
 import { HEADER_BYTES, MAX_CHUNK_COUNT, assertChunkSize, chunkCountFor, encodeFooter, encodeHeader } from './blob-format';
-import { blobPath, isNotFound } from './blob-file';
+import { assertBlobId, blobPath, isNotFound } from './blob-file';
 
 export interface BlobWriterConfig {
   blobsDir: string;
@@ -20,6 +20,8 @@ export interface BlobWriterConfig {
    * sweep) never see a blob without its footer.
    */
   inProgress: Set<string>;
+  /** The id to write under (a replica receiving a copy keeps the gateway's id); default: a new random one. */
+  id?: string;
 }
 
 /**
@@ -79,10 +81,14 @@ export class BlobWriter extends Writable {
   constructor(cfg: BlobWriterConfig) {
     // Checked before super(): the Writable schedules _construct() as soon as it exists.
     assertChunkSize(cfg.chunkSizeBytes);
+    if (cfg.id !== undefined) {
+      assertBlobId(cfg.id);
+      if (cfg.inProgress.has(cfg.id)) throw new Error(`blob ${cfg.id} is already being written`);
+    }
     // Bounds what a producer that respects backpressure can make us hold, whatever the chunk size.
     super({ highWaterMark: Math.min(cfg.chunkSizeBytes, 1024 * 1024), decodeStrings: true });
     this.cfg = cfg;
-    this.id = newBlobId();
+    this.id = cfg.id ?? newBlobId();
     this.filePath = blobPath(cfg.blobsDir, this.id);
     cfg.inProgress.add(this.id);
   }
