@@ -14,6 +14,7 @@ import { acquireDataDirLock, writeFileAtomic } from './util/files';
 import { GridRuntime, startGrid } from './cluster/grid';
 import { MetaReplica } from './cluster/meta-replica';
 import { BlobReplica } from './cluster/blob-replica';
+import { RepairQueue } from './cluster/repair-queue';
 
 export interface RunningNode {
   s3Port: number;
@@ -82,6 +83,9 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     for (const id of ids) blobs.delete(id).catch((e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
   });
   const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log).routes()] }) : undefined;
+  // Owed copies survive restarts (docs/decisions/0012-repair-queue.md). The gateway that fills it and
+  // the executor that makes the copies come with the replicated write path; today it reports only.
+  const repair = grid ? await RepairQueue.open(path.join(cfg.dataDir, 'meta', 'repair.db'), { logger: log, isTargetUp: (id) => grid.rpc.health.isUp(id) }) : undefined;
   if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
     { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },
@@ -99,6 +103,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         audit: { headHash: audit.headHash, overloaded: audit.overloaded },
         scrub: scrubber.stats,
         grid: grid?.status(),
+        repair: repair?.stats(),
       }),
     }, ...(grid?.adminRoutes() ?? [])],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
@@ -127,6 +132,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       log.info('node stopping', { reason });
       await s3.close(DRAIN_DEADLINE_MS);
       await grid?.stop(DRAIN_DEADLINE_MS);
+      await repair?.close();
       await scrubber.stop();
       await admin.close();
       await audit.close();

@@ -82,7 +82,11 @@ describe('grid: layout applied through the admin API and passed on between nodes
     const [a] = grid.nodes;
     const r = await send(a.host, a.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${a.adminToken}` }, undefined);
     assert.equal(r.status, 200);
-    const st = JSON.parse(r.body) as { grid: { layoutVersion: number; inLayout: boolean; peers: { id: string; up: boolean }[] } };
+    const st = JSON.parse(r.body) as {
+      grid: { layoutVersion: number; inLayout: boolean; peers: { id: string; up: boolean }[] };
+      repair: { owedItems: number; owedBytes: number };
+    };
+    assert.deepEqual([st.repair.owedItems, st.repair.owedBytes], [0, 0], 'nothing is owed in a grid that has stored nothing');
     assert.equal(st.grid.layoutVersion, 2);
     assert.equal(st.grid.inLayout, true);
     assert.deepEqual(st.grid.peers.map((p) => p.id).sort(), grid.nodes.slice(1).map((n) => n.nodeId).sort());
