@@ -6,6 +6,12 @@ import { loadNodeConfig, ConfigError } from '../storage-node/src/config';
 import { runNode } from '../storage-node/src/main';
 import { createLogger } from '../storage-node/src/util/logger';
 import { runAuditVerify } from '../storage-node/src/audit/verify';
+import { registerLocalCommands } from './local/commands';
+
+// A node keeps many blocking file system calls in flight (per PUT: the blob's fsync, its folder's
+// fsync, the WAL's fsync; unlinks of freed blobs). libuv's default pool of 4 threads would queue them
+// behind each other. Read by libuv when the pool starts (first use), so set before any I/O.
+if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '16';
 
 const program = new Command();
 program.name('archipel').description('Archipel: a multi-site S3-compatible object store for sensitive data').version('0.1.0');
@@ -56,6 +62,8 @@ audit
     const target = fs.existsSync(nested) && fs.statSync(nested).isDirectory() ? nested : dir;
     process.exitCode = await runAuditVerify(target, process.stdout);
   });
+
+registerLocalCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`archipel: ${e.message}\n`);

@@ -83,7 +83,10 @@ export class MetaStore {
       fsyncPathSync(wal, false);
       fsyncPathSync(path.dirname(path.resolve(file)), true);
       log.info('metadata store opened', { file, volumeId, formatVersion });
-      return new MetaStore(db, new CoalescingSync(wal), volumeId, formatVersion);
+      // fdatasync, as sqlite itself syncs its WAL: it flushes the frames and the file size when the WAL
+      // grew, without forcing a journal commit for the modification time (which would also carry every
+      // unrelated blob create and unlink pending in the file system's journal).
+      return new MetaStore(db, new CoalescingSync(wal, { fsync: (fh) => fh.datasync() }), volumeId, formatVersion);
     } catch (e) {
       db.close();
       throw e;
