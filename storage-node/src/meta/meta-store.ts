@@ -13,6 +13,7 @@ import {
   VersionPos, VersionTuple, tupleKey, tupleVersionId, UPLOAD_COLUMNS, VERSION_COLUMNS,
 } from './rows';
 import { FORMAT_VERSION, MIGRATIONS, runMigrations } from './schema';
+import { RecordCache } from './record-cache';
 import { liveObjectSource, uploadSource, versionSource } from './sources';
 import type {
   AccessKeyRecord, BucketRecord, ListObjectsQuery, ListObjectsResult, ListUploadsQuery, ListUploadsResult,
@@ -26,6 +27,8 @@ const CACHE_SIZE_KIB = 32 * 1024;
 /** Statements are built from a fixed set of shapes; more than this means a query is built from data. */
 const MAX_CACHED_STATEMENTS = 128;
 const MAX_LIST_PARTS = 10_000;
+/** Buckets and access keys are read on every request; this many of each stay decoded in memory. */
+const MAX_CACHED_RECORDS = 1024;
 /** Version ids minted by util/hlc: 14 hex digits of the clock value, then 12 random chars. */
 const HLC_VERSION_ID_RE = /^[0-9a-f]{14}[A-Za-z0-9_-]{12}$/;
 
@@ -51,6 +54,9 @@ export interface MetaStoreOptions {
  */
 export class MetaStore {
   private readonly statements = new Map<string, Database.Statement>();
+  /** Read-through caches; every write to their table clears them (see RecordCache). */
+  private readonly bucketCache = new RecordCache<BucketRecord>(MAX_CACHED_RECORDS);
+  private readonly accessKeyCache = new RecordCache<AccessKeyRecord>(MAX_CACHED_RECORDS);
   private closed = false;
   private readonly prepare = (sql: string, raw?: boolean): Database.Statement => this.stmt(sql, raw);
 
@@ -117,15 +123,21 @@ export class MetaStore {
 
   upsertAccessKey(k: AccessKeyRecord): void {
     const row = encodeAccessKey(k);
+    this.accessKeyCache.clear();
     this.stmt(
       'INSERT INTO access_keys (access_key_id, secret_access_key, name, created_ms) VALUES (@access_key_id, @secret_access_key, @name, @created_ms) ' +
         'ON CONFLICT (access_key_id) DO UPDATE SET secret_access_key = excluded.secret_access_key, name = excluded.name, created_ms = excluded.created_ms',
     ).run(row);
   }
 
+  /** The returned record is frozen (it may be shared through the cache). */
   getAccessKey(id: string): AccessKeyRecord | undefined {
+    const hit = this.accessKeyCache.get(id);
+    if (hit) return hit;
     const r = this.stmt('SELECT * FROM access_keys WHERE access_key_id = ?').get(id) as AccessKeyRow | undefined;
-    return r && decodeAccessKey(r);
+    if (!r) return undefined;
+    const k = decodeAccessKey(r);
+    return this.db.inTransaction ? k : this.accessKeyCache.set(id, k);
   }
 
   listAccessKeys(): AccessKeyRecord[] {
@@ -133,6 +145,7 @@ export class MetaStore {
   }
 
   deleteAccessKey(id: string): boolean {
+    this.accessKeyCache.clear();
     return this.stmt('DELETE FROM access_keys WHERE access_key_id = ?').run(id).changes > 0;
   }
 
@@ -141,15 +154,21 @@ export class MetaStore {
   /** False if a bucket of that name exists. */
   createBucket(b: BucketRecord): boolean {
     const row = encodeBucket(b);
+    this.bucketCache.clear();
     return this.stmt(
       'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags) ' +
         'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags) ON CONFLICT (name) DO NOTHING',
     ).run(row).changes === 1;
   }
 
+  /** The returned record is frozen (it may be shared through the cache). */
   getBucket(name: string): BucketRecord | undefined {
+    const hit = this.bucketCache.get(name);
+    if (hit) return hit;
     const r = this.stmt('SELECT * FROM buckets WHERE name = ?').get(name) as BucketRow | undefined;
-    return r && decodeBucket(r);
+    if (!r) return undefined;
+    const b = decodeBucket(r);
+    return this.db.inTransaction ? b : this.bucketCache.set(name, b);
   }
 
   /** By name, in byte order. */
@@ -159,6 +178,7 @@ export class MetaStore {
 
   /** A field present in `patch` with value undefined is removed (e.g. lockDefault, tags). */
   updateBucket(name: string, patch: Partial<Omit<BucketRecord, 'name' | 'owner' | 'createdMs'>>): void {
+    this.bucketCache.clear();
     this.transaction(() => {
       const cur = this.getBucket(name);
       if (!cur) throw new Error(`no such bucket: ${name}`);
@@ -171,6 +191,7 @@ export class MetaStore {
 
   /** Also deletes the bucket's uploads and their parts. The caller checks that no version remains. */
   deleteBucket(name: string): boolean {
+    this.bucketCache.clear();
     return this.transaction(() => {
       if (this.bucketHasObjects(name)) throw new Error(`bucket ${name} still has versions`);
       // uploads and parts go by ON DELETE CASCADE; their blob references by trigger.
