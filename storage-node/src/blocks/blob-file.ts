@@ -72,6 +72,13 @@ export interface OpenBlob {
   header: BlobHeader;
   footer: BlobFooter;
   fileSizeBytes: number;
+  /** The whole file, when openBlob was asked to read it at once (header, data, footer: framing checked, data not). */
+  whole?: Buffer;
+}
+
+export interface OpenBlobOptions {
+  /** A file of at most this many bytes is read whole, in one read, instead of header, footer and chunks apart. */
+  readWholeUpToBytes?: number;
 }
 
 /** The tail read covers the footer of blobs up to ~1000 chunks, so most opens take two reads. */
@@ -82,7 +89,7 @@ const TAIL_PREFETCH_BYTES = 4096;
  * file size is exactly what they describe. A truncated or foreign file is a BlobCorruptError, a missing one
  * a BlobNotFoundError. The caller owns (and closes) the returned handle.
  */
-export async function openBlob(file: string, id: string): Promise<OpenBlob> {
+export async function openBlob(file: string, id: string, opts: OpenBlobOptions = {}): Promise<OpenBlob> {
   let fh: FileHandle;
   try {
     fh = await fsp.open(file, 'r');
@@ -93,14 +100,24 @@ export async function openBlob(file: string, id: string): Promise<OpenBlob> {
   try {
     const fileSizeBytes = (await fh.stat()).size;
     if (fileSizeBytes < HEADER_BYTES + FOOTER_TAIL_BYTES) throw new BlobFormatError(`file of ${fileSizeBytes} bytes is too short`);
-    const headerBuf = Buffer.alloc(HEADER_BYTES);
-    const tailLen = Math.min(fileSizeBytes - HEADER_BYTES, TAIL_PREFETCH_BYTES);
-    let tailBuf = Buffer.alloc(tailLen);
-    const [headerRead, tailRead] = await Promise.all([
-      readFully(fh, headerBuf, 0),
-      readFully(fh, tailBuf, fileSizeBytes - tailLen),
-    ]);
-    if (headerRead !== HEADER_BYTES || tailRead !== tailLen) throw new BlobFormatError('file shrank while being opened');
+    let headerBuf: Buffer;
+    let tailBuf: Buffer;
+    let whole: Buffer | undefined;
+    if (fileSizeBytes <= (opts.readWholeUpToBytes ?? 0)) {
+      whole = Buffer.allocUnsafe(fileSizeBytes);
+      if ((await readFully(fh, whole, 0)) !== fileSizeBytes) throw new BlobFormatError('file shrank while being opened');
+      headerBuf = whole.subarray(0, HEADER_BYTES);
+      tailBuf = whole.subarray(HEADER_BYTES);
+    } else {
+      headerBuf = Buffer.alloc(HEADER_BYTES);
+      tailBuf = Buffer.alloc(Math.min(fileSizeBytes - HEADER_BYTES, TAIL_PREFETCH_BYTES));
+      const [headerRead, tailRead] = await Promise.all([
+        readFully(fh, headerBuf, 0),
+        readFully(fh, tailBuf, fileSizeBytes - tailBuf.length),
+      ]);
+      if (headerRead !== HEADER_BYTES || tailRead !== tailBuf.length) throw new BlobFormatError('file shrank while being opened');
+    }
+    const tailLen = tailBuf.length;
     const header = decodeHeader(headerBuf);
     if (header.blobId !== id) throw new BlobFormatError(`file holds blob ${header.blobId}`);
     const tail = decodeFooterTail(tailBuf.subarray(tailLen - FOOTER_TAIL_BYTES));
@@ -113,7 +130,7 @@ export async function openBlob(file: string, id: string): Promise<OpenBlob> {
       if ((await readFully(fh, tailBuf, fileSizeBytes - footerLen)) !== footerLen) throw new BlobFormatError('file shrank while being opened');
     }
     const footer = decodeFooter(tailBuf.subarray(tailBuf.length - footerLen), header.chunkSizeBytes);
-    return { fh, header, footer, fileSizeBytes };
+    return { fh, header, footer, fileSizeBytes, whole };
   } catch (e) {
     await fh.close().catch(() => undefined);
     if (e instanceof BlobFormatError) throw new BlobCorruptError(id, FRAMING_CHUNK_INDEX, e.message);
