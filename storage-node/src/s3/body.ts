@@ -6,6 +6,13 @@ import { DigestTransform, DigestAlgorithm } from '../model/digest';
 import { CHECKSUM_ALGORITHMS, ChecksumAlgorithm, checksumHeaderName, isValidChecksumValue, parseChecksumAlgorithm } from '../util/checksum';
 import type { BodyInput, BodyDigests } from '../model/body';
 import { chain } from '../util/streams';
+import { WorkerDigestTransform } from '../util/hash-worker';
+
+/**
+ * Bodies declared at least this long are hashed on the hash worker thread (util/hash-worker); smaller ones
+ * on the event loop, where hashing costs less than handing the bytes over.
+ */
+const HASH_OFF_LOOP_MIN_BYTES = 256 * 1024;
 
 export interface BodyOptions {
   maxBytes: number;
@@ -82,7 +89,9 @@ export function objectBody(ctx: S3Context, opts: BodyOptions): BodyInput {
   if (payload.kind === 'sha256') algs.add('SHA256');
   const checksumAlg = declared?.algorithm ?? opts.checksumAlgorithm;
   if (checksumAlg) algs.add(checksumAlg);
-  const digest = new DigestTransform(algs, opts.maxBytes);
+  const digest = length >= HASH_OFF_LOOP_MIN_BYTES
+    ? new WorkerDigestTransform(algs, opts.maxBytes, () => new S3Error('EntityTooLarge', undefined, { MaxSizeAllowed: String(opts.maxBytes) }))
+    : new DigestTransform(algs, opts.maxBytes);
 
   let decoder: ChunkedDecoder | undefined;
   if (payload.kind === 'streaming-signed' || payload.kind === 'streaming-unsigned-trailer') {
