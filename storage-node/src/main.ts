@@ -9,12 +9,15 @@ import { AuditLog } from './audit/audit-log';
 import { NodeMetrics } from './admin/metrics';
 import { startAdminServer, sendJson } from './admin/server';
 import { Store } from './model/store';
+import { LocalBlobs } from './model/blob-backend';
 import { startS3Server } from './s3/server';
 import { acquireDataDirLock, writeFileAtomic } from './util/files';
 import { GridRuntime, startGrid } from './cluster/grid';
 import { MetaReplica } from './cluster/meta-replica';
 import { BlobReplica } from './cluster/blob-replica';
 import { RepairQueue } from './cluster/repair-queue';
+import { RepairExecutor } from './cluster/repair-executor';
+import { ReplicatedBlobs } from './cluster/replicated-blobs';
 
 export interface RunningNode {
   s3Port: number;
@@ -59,14 +62,13 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     metrics.corruptRead();
     log.error('corrupt chunk on read', { blobId: id, chunkIndex });
   };
-  const store = new Store(meta, blobs, log);
-
   const scrubber = new Scrubber(blobs, {
     bytesPerSecond: cfg.scrub.bytesPerSecond,
     intervalMs: cfg.scrub.intervalSeconds * 1000,
     logger: log,
     // Blobs are written in place: a file a crash left without its footer is the orphan sweep's, not a corruption.
-    isReferenced: (id) => meta.isBlobReferenced(id),
+    // In a grid the metadata referencing a copy is on other nodes: every complete blob is checked.
+    isReferenced: (id) => cfg.grid !== undefined || meta.isBlobReferenced(id),
     onCorrupt: (id, badChunks) => {
       metrics.scrubCorrupt(1);
       log.error('scrub found corrupt blob', { blobId: id, badChunks });
@@ -83,9 +85,20 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     for (const id of ids) blobs.delete(id).catch((e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
   });
   const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log).routes()] }) : undefined;
-  // Owed copies survive restarts (docs/decisions/0012-repair-queue.md). The gateway that fills it and
-  // the executor that makes the copies come with the replicated write path; today it reports only.
-  const repair = grid ? await RepairQueue.open(path.join(cfg.dataDir, 'meta', 'repair.db'), { logger: log, isTargetUp: (id) => grid.rpc.health.isUp(id) }) : undefined;
+  // Owed copies survive restarts (docs/decisions/0012-repair-queue.md); a peer that comes back up gets
+  // its copies at once rather than after the back-off.
+  const executor = grid ? new RepairExecutor(grid.layout, grid.rpc, blobs, log) : undefined;
+  const repair = grid ? await RepairQueue.open(path.join(cfg.dataDir, 'meta', 'repair.db'), {
+    logger: log, isTargetUp: (id) => id === cfg.node.id || grid.rpc.health.isUp(id), execute: executor!.execute,
+  }) : undefined;
+  if (grid && repair) {
+    grid.rpc.health.onChange((peer, up) => {
+      if (up) repair.kick(peer);
+    });
+    repair.start();
+  }
+  // Stand-alone, every blob is on this node; in a grid, copies go where the layout places them.
+  const store = new Store(meta, grid && repair ? new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }) : new LocalBlobs(blobs), log);
   if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
     { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },
@@ -103,7 +116,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         audit: { headHash: audit.headHash, overloaded: audit.overloaded },
         scrub: scrubber.stats,
         grid: grid?.status(),
-        repair: repair?.stats(),
+        repair: repair ? { ...repair.stats(), ...executor!.progress } : undefined,
       }),
     }, ...(grid?.adminRoutes() ?? [])],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
@@ -115,7 +128,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   // In a grid, the metadata that references a copy lives on the bucket's metadata replicas, not
   // necessarily here: a local sweep would delete good copies. Grid garbage collection asks the
   // replicas (not built yet), so a grid node keeps its unreferenced blobs for now.
-  if (!grid) void store.sweepOrphanBlobs(startedMs, () => stopping).catch((e: Error) => log.warn('orphan sweep failed', { error: e.message }));
+  if (!grid) void store.sweepOrphanBlobs(blobs, startedMs, () => stopping).catch((e: Error) => log.warn('orphan sweep failed', { error: e.message }));
 
   const info: RuntimeInfo = {
     pid: process.pid, nodeId: cfg.node.id, s3Port: s3.port, adminPort: admin.port, rpcPort: grid?.rpcPort, startedAt: new Date().toISOString(),

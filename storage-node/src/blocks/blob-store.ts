@@ -67,6 +67,11 @@ export class BlobStore {
     return store;
   }
 
+  /** True while a writer is writing this blob (its file exists but has no footer yet). */
+  isWriting(id: string): boolean {
+    return this.inProgress.has(id);
+  }
+
   /** A writer for a new blob; `opts.id` writes under a given id (a replica's copy), refused if one exists. */
   createWriter(opts: { id?: string } = {}): BlobWriter {
     return new BlobWriter({ blobsDir: this.blobsDir, chunkSizeBytes: this.chunkSizeBytes, fsync: this.fsync, inProgress: this.inProgress, id: opts.id });

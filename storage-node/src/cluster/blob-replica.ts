@@ -1,14 +1,26 @@
 // The replica side of data replication: a peer stores, serves and removes blob copies over RPC.
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore } from '../blocks/blob-store';
+import { BlobStore, isBlobCorrupt } from '../blocks/blob-store';
 import { isBlobId } from '../blocks/blob-format';
 import { RpcError, RpcRequest, RpcRoute } from '../rpc';
 import { Logger, silentLogger } from '../util/logger';
 
 export const BLOB_PATH = /^\/_rpc\/blobs\/([0-9a-f]{32})$/;
 export const blobPathOf = (id: string): string => `/_rpc/blobs/${id}`;
-/** Path of a blob upload: `size` is the number of data bytes the sender is about to stream. */
-export const blobUploadPathOf = (id: string, size: number): string => `/_rpc/blobs/${id}?size=${size}`;
+export const BLOB_VERIFY_PATH = /^\/_rpc\/blobs\/([0-9a-f]{32})\/verify$/;
+export const blobVerifyPathOf = (id: string): string => `/_rpc/blobs/${id}/verify`;
+
+/** What a replica says of its copy after reading it whole. */
+export interface BlobVerifyReply {
+  exists: boolean;
+  ok: boolean;
+  badChunks: number[];
+}
+/**
+ * Path of a blob upload. `size`, when the sender knows it, is the number of data bytes it is about to
+ * stream, checked by the replica; without it the sender checks the size the replica reports.
+ */
+export const blobUploadPathOf = (id: string, size?: number): string => `/_rpc/blobs/${id}${size === undefined ? '' : `?size=${size}`}`;
 /** Response header of a blob download: the blob's whole size (the body may be a range of it). */
 export const HEADER_BLOB_SIZE = 'x-blob-size';
 
@@ -43,6 +55,17 @@ export class BlobReplica {
         await res.stream(this.blobs.openReader(id, range), { headers: { 'content-length': String(length), [HEADER_BLOB_SIZE]: String(stat.sizeBytes) } });
         return undefined;
       } },
+      { method: 'POST', path: BLOB_VERIFY_PATH, timeoutMs: 10 * 60_000, handler: async (req) => {
+        const id = req.params[0];
+        try {
+          const r = await this.blobs.verify(id);
+          return { exists: true, ok: r.ok, badChunks: r.badChunks.slice(0, 100) };
+        } catch (e) {
+          if ((e as Error).name === 'BlobNotFoundError') return { exists: false, ok: false, badChunks: [] };
+          if (isBlobCorrupt(e)) return { exists: true, ok: false, badChunks: [-1] };
+          throw e;
+        }
+      } },
       { method: 'DELETE', path: BLOB_PATH, handler: async (req) => {
         await this.blobs.delete(req.params[0]);
         return { deleted: true };
@@ -53,22 +76,35 @@ export class BlobReplica {
   private async put(req: RpcRequest): Promise<BlobPutReply> {
     const id = req.params[0];
     const body = req.stream!;
-    const declared = Number(req.query.get('size') ?? NaN);
-    if (!isBlobId(id) || !Number.isSafeInteger(declared) || declared < 0) {
+    const sizeParam = req.query.get('size');
+    const declared = sizeParam === null ? undefined : Number(sizeParam);
+    if (!isBlobId(id) || (declared !== undefined && (!Number.isSafeInteger(declared) || declared < 0))) {
       body.destroy();
-      throw new RpcError(400, 'BadRequest', `a blob upload needs a blob id and its size (?size=)`);
+      throw new RpcError(400, 'BadRequest', `a blob upload needs a blob id and, if given, a size (?size=) that is an integer ≥ 0`);
     }
-    const held = await this.blobs.stat(id).catch(() => undefined);
+    if (this.blobs.isWriting(id)) {
+      body.destroy();
+      throw new RpcError(409, 'BlobBusy', `blob ${id} is being written here right now`);
+    }
+    let held: { sizeBytes: number } | undefined;
+    try {
+      held = await this.blobs.stat(id);
+    } catch (e) {
+      if (!isBlobCorrupt(e)) throw e;
+      // A copy cut short by a crash (written in place, never completed) or damaged: write it anew.
+      this.log.warn('replacing a damaged blob copy', { blobId: id, peer: req.peerId, error: (e as Error).message });
+      await this.blobs.delete(id);
+    }
     if (held !== undefined) {
       body.resume();
-      if (held.sizeBytes !== declared) throw new RpcError(409, 'BlobMismatch', `blob ${id} is here with ${held.sizeBytes} bytes, not ${declared}`);
+      if (declared !== undefined && held.sizeBytes !== declared) throw new RpcError(409, 'BlobMismatch', `blob ${id} is here with ${held.sizeBytes} bytes, not ${declared}`);
       return { size: held.sizeBytes, existed: true };
     }
     const writer = this.blobs.createWriter({ id });
     try {
       await pipeline(body, writer);
       const ref = await writer.commit();
-      if (ref.size !== declared) {
+      if (declared !== undefined && ref.size !== declared) {
         await this.blobs.delete(id);
         throw new RpcError(400, 'IncompleteBody', `blob ${id}: received ${ref.size} bytes, ${declared} announced`);
       }

@@ -6,6 +6,7 @@ import { compositeChecksum, combineCrc, ChecksumAlgorithm } from '../util/checks
 import { pump } from '../util/streams';
 import type { MetaStore } from '../meta/meta-store';
 import type { BlobStore } from '../blocks/blob-store';
+import type { BlobBackend, BlobPlace } from './blob-backend';
 import type {
   BlobRef, BucketRecord, ObjectVersion, PartRecord, RetentionMode, UploadRecord,
   ListObjectsQuery, ListObjectsResult, ListVersionsQuery, ListVersionsResult, ListUploadsQuery, ListUploadsResult,
@@ -54,7 +55,7 @@ export interface CompletePart {
 export class Store {
   constructor(
     readonly meta: MetaStore,
-    readonly blobs: BlobStore,
+    readonly blobs: BlobBackend,
     private readonly log: Logger,
     readonly clock = new HybridClock(),
     private readonly nowMs: () => number = Date.now,
@@ -96,13 +97,13 @@ export class Store {
     const parts = this.meta.transaction(() => {
       if (this.meta.bucketHasObjects(name)) throw new S3Error('BucketNotEmpty', undefined, { BucketName: name });
       const uploads = this.meta.listUploads(name, { prefix: '', maxUploads: 100_000 }).uploads;
-      const freed: PartRecord[] = [];
-      for (const u of uploads) freed.push(...this.meta.deleteUpload(u.uploadId));
+      const freed: { key: string; parts: PartRecord[] }[] = [];
+      for (const u of uploads) freed.push({ key: u.key, parts: this.meta.deleteUpload(u.uploadId) });
       this.meta.deleteBucket(name);
       return freed;
     });
     await this.meta.sync();
-    this.freeBlobs(parts.flatMap((p) => (p.blob ? [p.blob] : [])));
+    for (const f of parts) this.freeBlobs({ bucket: name, key: f.key }, f.parts.flatMap((p) => (p.blob ? [p.blob] : [])));
     this.log.info('bucket deleted', { bucket: name });
   }
 
@@ -146,7 +147,7 @@ export class Store {
 
   async putObject(bucket: BucketRecord, key: string, owner: string, body: BodyInput, attrs: ObjectAttributes, cond: WriteConditions = {}): Promise<ObjectVersion> {
     this.checkWriteConditions(bucket.name, key, cond);
-    const { ref, digests } = await this.writeBlob(body);
+    const { ref, digests } = await this.writeBlob(body, { bucket: bucket.name, key });
     return this.commitVersion(bucket, key, owner, attrs, cond, {
       size: digests.sizeBytes,
       etag: digests.md5Hex,
@@ -178,6 +179,7 @@ export class Store {
     const start = range?.start ?? 0;
     const end = range?.endInclusive ?? v.size - 1;
     const blobs = this.blobs;
+    const place: BlobPlace = { bucket: v.bucket, key: v.key };
     async function* gen(): AsyncGenerator<Buffer> {
       let offset = 0;
       for (const b of v.blobs) {
@@ -185,7 +187,7 @@ export class Store {
         const bEnd = offset + b.size - 1;
         offset += b.size;
         if (b.size === 0 || bEnd < start || bStart > end) continue;
-        const r = blobs.openReader(b.id, { start: Math.max(start, bStart) - bStart, endInclusive: Math.min(end, bEnd) - bStart });
+        const r = blobs.openReader(b, place, { start: Math.max(start, bStart) - bStart, endInclusive: Math.min(end, bEnd) - bStart });
         try {
           for await (const chunk of r) yield chunk as Buffer;
         } finally {
@@ -208,7 +210,7 @@ export class Store {
       });
       if (!removed) return { versionId, deleteMarker: false };
       await this.meta.sync();
-      this.freeBlobs(removed.blobs);
+      this.freeBlobs({ bucket: bucket.name, key }, removed.blobs);
       return { versionId, deleteMarker: removed.deleteMarker };
     }
     if (bucket.versioning === 'Unversioned') {
@@ -220,7 +222,7 @@ export class Store {
       });
       if (removed) {
         await this.meta.sync();
-        this.freeBlobs(removed.blobs);
+        this.freeBlobs({ bucket: bucket.name, key }, removed.blobs);
       }
       return { deleteMarker: false };
     }
@@ -295,7 +297,8 @@ export class Store {
   }
 
   async uploadPart(u: UploadRecord, partNumber: number, body: BodyInput): Promise<PartRecord> {
-    const { ref, digests } = await this.writeBlob(body);
+    const place: BlobPlace = { bucket: u.bucket, key: u.key };
+    const { ref, digests } = await this.writeBlob(body, place);
     const part: PartRecord = {
       uploadId: u.uploadId, partNumber, size: digests.sizeBytes, etag: digests.md5Hex,
       checksum: digests.checksum?.value, lastModifiedMs: this.nowMs(), blob: ref,
@@ -307,11 +310,11 @@ export class Store {
         return this.meta.putPart(part).replaced;
       });
     } catch (e) {
-      if (ref) this.freeBlobs([ref]);
+      if (ref) this.freeBlobs(place, [ref]);
       throw e;
     }
     await this.meta.sync();
-    if (replaced?.blob) this.freeBlobs([replaced.blob]);
+    if (replaced?.blob) this.freeBlobs(place, [replaced.blob]);
     return part;
   }
 
@@ -377,14 +380,14 @@ export class Store {
         },
         keepBlobsOnFailure: true,
       });
-    this.freeBlobs(unused.flatMap((p) => (p.blob ? [p.blob] : [])));
+    this.freeBlobs({ bucket: u.bucket, key: u.key }, unused.flatMap((p) => (p.blob ? [p.blob] : [])));
     return v;
   }
 
   async abortUpload(u: UploadRecord): Promise<void> {
     const parts = this.meta.transaction(() => this.meta.deleteUpload(u.uploadId));
     await this.meta.sync();
-    this.freeBlobs(parts.flatMap((p) => (p.blob ? [p.blob] : [])));
+    this.freeBlobs({ bucket: u.bucket, key: u.key }, parts.flatMap((p) => (p.blob ? [p.blob] : [])));
   }
 
   listUploads(bucket: string, q: ListUploadsQuery): ListUploadsResult {
@@ -398,8 +401,8 @@ export class Store {
   // ---- internals ---------------------------------------------------------------------------------
 
   /** Streams a body into a new blob; returns no blob for an empty body. The blob is durable on return. */
-  private async writeBlob(body: BodyInput): Promise<{ ref?: BlobRef; digests: BodyDigests }> {
-    const w = this.blobs.createWriter();
+  private async writeBlob(body: BodyInput, place: BlobPlace): Promise<{ ref?: BlobRef; digests: BodyDigests }> {
+    const w = this.blobs.createWriter(place);
     try {
       await pump(body.stream, w);
       const digests = body.finish();
@@ -464,18 +467,18 @@ export class Store {
         return rec;
       });
     } catch (e) {
-      if (!data.keepBlobsOnFailure) this.freeBlobs(data.blobs);
+      if (!data.keepBlobsOnFailure) this.freeBlobs({ bucket: bucket.name, key }, data.blobs);
       throw e;
     }
     await this.meta.sync();
-    if (replaced) this.freeBlobs(replaced.blobs);
+    if (replaced) this.freeBlobs({ bucket: bucket.name, key }, replaced.blobs);
     return v;
   }
 
   /** Deletes blobs no longer referenced; failures are logged (the orphan sweep catches them later). */
-  private freeBlobs(refs: BlobRef[]): void {
+  private freeBlobs(place: BlobPlace, refs: BlobRef[]): void {
     for (const r of refs) {
-      this.blobs.delete(r.id).catch((e: Error) => this.log.warn('blob delete failed', { blobId: r.id, error: e.message }));
+      this.blobs.delete(r, place).catch((e: Error) => this.log.warn('blob delete failed', { blobId: r.id, error: e.message }));
     }
   }
 
@@ -483,15 +486,15 @@ export class Store {
    * Removes blobs that no metadata references and that are older than `olderThanMs` (so that blobs being
    * committed right now are never touched). Run in the background after start-up.
    */
-  async sweepOrphanBlobs(olderThanMs: number, isStopping: () => boolean): Promise<number> {
+  async sweepOrphanBlobs(local: BlobStore, olderThanMs: number, isStopping: () => boolean): Promise<number> {
     let removed = 0;
-    for await (const id of this.blobs.list()) {
+    for await (const id of local.list()) {
       if (isStopping()) break;
       if (this.meta.isBlobReferenced(id)) continue;
-      const st = await this.blobs.statTime(id);
+      const st = await local.statTime(id);
       if (st === undefined || st >= olderThanMs) continue;
       if (this.meta.isBlobReferenced(id)) continue;
-      await this.blobs.delete(id);
+      await local.delete(id);
       removed++;
     }
     if (removed) this.log.info('orphan blobs removed', { removed });

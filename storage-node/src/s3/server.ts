@@ -188,9 +188,14 @@ async function handle(ctx: S3Context, overloaded: boolean, maxSkewMs: number | u
   }
 }
 
+/** Grid refusals (too few copies or replicas reachable for the policy): the client may retry later. */
+const UNAVAILABLE_ERRORS = new Set(['InsufficientCopiesError', 'QuorumError']);
+
 function sendError(ctx: S3Context, err: unknown, log: Logger): void {
-  const e = isS3Error(err) ? err : new S3Error('InternalError');
-  if (!isS3Error(err)) log.error('internal error', { requestId: ctx.requestId, operation: ctx.operation, error: (err as Error)?.stack ?? String(err) });
+  const unavailable = err instanceof Error && UNAVAILABLE_ERRORS.has(err.name);
+  if (unavailable) log.warn('request refused: grid cannot meet the policy', { requestId: ctx.requestId, operation: ctx.operation, error: (err as Error).message });
+  const e = isS3Error(err) ? err : unavailable ? new S3Error('ServiceUnavailable', 'Not enough storage nodes are reachable to store this object as its replication policy requires; retry later.') : new S3Error('InternalError');
+  if (!isS3Error(err) && !unavailable) log.error('internal error', { requestId: ctx.requestId, operation: ctx.operation, error: (err as Error)?.stack ?? String(err) });
   ctx.errorCode = e.code;
   const res = ctx.res;
   if (res.headersSent) {
