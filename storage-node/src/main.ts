@@ -18,6 +18,9 @@ import { BlobReplica } from './cluster/blob-replica';
 import { RepairQueue } from './cluster/repair-queue';
 import { RepairExecutor } from './cluster/repair-executor';
 import { ReplicatedBlobs } from './cluster/replicated-blobs';
+import { GridStore } from './cluster/grid-store';
+import { MetaQuorum } from './cluster/meta-quorum';
+import { HybridClock } from './util/hlc';
 
 export interface RunningNode {
   s3Port: number;
@@ -98,7 +101,17 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     repair.start();
   }
   // Stand-alone, every blob is on this node; in a grid, copies go where the layout places them.
-  const store = new Store(meta, grid && repair ? new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }) : new LocalBlobs(blobs), log);
+  // In a grid, metadata is made current from the replicas before a request and written to a majority
+  // of them before the answer (GridStore); buckets are kept on every node.
+  const clock = new HybridClock();
+  let gridStore: GridStore | undefined;
+  if (grid && repair) {
+    const quorum = new MetaQuorum(grid.layout, grid.rpc, metaReplica, { logger: log });
+    gridStore = new GridStore(meta, new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }), clock, { grid, quorum, replica: metaReplica, logger: log });
+    grid.addRoutes(gridStore.routes());
+    gridStore.start();
+  }
+  const store = gridStore ?? new Store(meta, new LocalBlobs(blobs), log, clock);
   if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
     { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },
@@ -117,6 +130,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         scrub: scrubber.stats,
         grid: grid?.status(),
         repair: repair ? { ...repair.stats(), ...executor!.progress } : undefined,
+        antiEntropy: gridStore?.antiEntropy,
       }),
     }, ...(grid?.adminRoutes() ?? [])],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
@@ -144,6 +158,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       stopping = true;
       log.info('node stopping', { reason });
       await s3.close(DRAIN_DEADLINE_MS);
+      gridStore?.stop();
       await grid?.stop(DRAIN_DEADLINE_MS);
       await repair?.close();
       await scrubber.stop();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import { LayoutState } from '../../storage-node/src/cluster/layout-state';
 import { MetaQuorum, QuorumError } from '../../storage-node/src/cluster/meta-quorum';
 import { META_PATHS, MetaReplica } from '../../storage-node/src/cluster/meta-replica';
@@ -32,10 +32,16 @@ describe('grid: metadata written and read at a majority of replicas', function (
     const layout = grid.layout(1);
     assert.equal((await applyLayout(grid.nodes[0], layout)).status, 200);
     for (const n of grid.nodes) assert.equal((await applyLayout(n, layout)).status, 200);
-    // Buckets live on every node; until the gateway replicates them, the test makes it on each.
-    for (const n of grid.nodes) {
-      await n.s3Client({ credentials: { accessKeyId: grid.key.accessKeyId, secretAccessKey: grid.key.secretAccessKey } }).send(new CreateBucketCommand({ Bucket: 'med' }));
-    }
+    // Buckets live on every node: made through one, passed on to the others.
+    await grid.nodes[0].s3Client({ credentials: { accessKeyId: grid.key.accessKeyId, secretAccessKey: grid.key.secretAccessKey } }).send(new CreateBucketCommand({ Bucket: 'med' }));
+    await waitFor('bucket med on every node', async () => {
+      for (const n of grid.nodes) {
+        const r = await n.s3Client({ maxAttempts: 1, credentials: { accessKeyId: grid.key.accessKeyId, secretAccessKey: grid.key.secretAccessKey } })
+          .send(new HeadBucketCommand({ Bucket: 'med' })).then(() => true, () => false);
+        if (!r) return false;
+      }
+      return true;
+    }, 10_000);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-gw-'));
     const state = new LayoutState(dir, 'test-gateway');
     state.apply(layout);

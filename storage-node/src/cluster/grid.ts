@@ -31,6 +31,8 @@ export interface GridRuntime {
   unavailable(): string | undefined;
   status(): GridStatus;
   adminRoutes(): AdminRoute[];
+  /** Adds RPC routes to the running listener (services built after it started, such as the store). */
+  addRoutes(routes: RpcRoute[]): void;
   stop(deadlineMs: number): Promise<void>;
 }
 
@@ -49,10 +51,12 @@ export async function startGrid(cfg: NodeConfig, grid: GridConfig, log: Logger, 
     onLayoutVersion: (peerId, version) => membership?.onPeerVersion(peerId, version),
   });
   membership = new Membership(layout, rpc, { logger: log, gossipIntervalMs: opts.gossipIntervalMs });
+  // The server reads this array on every request, so routes added later (addRoutes) are served.
+  const routes: RpcRoute[] = [...membership.routes(), ...(opts.routes ?? [])];
   const server: RpcServer = await startRpcServer({
     host: grid.rpc.host, port: grid.rpc.port, secrets: grid.secrets, nodeId: cfg.node.id, logger: log,
     maxConcurrent: grid.rpc.maxConcurrent, layoutVersion: () => layout.version,
-    routes: [...membership.routes(), ...(opts.routes ?? [])],
+    routes,
   });
   membership.start();
   const m = membership;
@@ -98,6 +102,9 @@ export async function startGrid(cfg: NodeConfig, grid: GridConfig, log: Logger, 
 
   return {
     layout, rpc, membership: m, rpcPort: server.port, unavailable, status, adminRoutes,
+    addRoutes: (more) => {
+      routes.push(...more);
+    },
     stop: async (deadlineMs: number) => {
       m.stop();
       await server.close(deadlineMs);

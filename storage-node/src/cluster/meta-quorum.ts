@@ -102,12 +102,53 @@ export class MetaQuorum {
    * Replicas that answered with older records get the winners back (read repair, in the background).
    */
   async readKey(bucket: string, key: string): Promise<ObjectVersion[]> {
+    return (await this.readKeyRecords(bucket, key)).versions;
+  }
+
+  /** readKey, with the winning record of every version id (tombstones included) to apply locally. */
+  async readKeyRecords(bucket: string, key: string): Promise<ReturnType<typeof mergeKeyRecords>> {
     const nodes = this.replicas(bucket);
     const need = majority(nodes.length);
     const answers = await this.gather(nodes, need, (n) => this.keyOn(n, bucket, key), `key ${bucket}/${key}`);
-    const { versions, winners } = mergeKeyRecords(answers.map((a) => a.value.records));
-    this.readRepair(bucket, key, answers, winners);
-    return versions;
+    const merged = mergeKeyRecords(answers.map((a) => a.value.records));
+    this.readRepair(bucket, key, answers, merged.winners);
+    return merged;
+  }
+
+  /**
+   * Brings this node's records of a bucket up to date from a majority of its replicas: compares the
+   * digests of their 256 leaves with ours and fetches the keys of the leaves that differ. Returns how
+   * many records were taken. Throws QuorumError when fewer than a majority (this node counting if it
+   * is a replica) could be compared.
+   */
+  async pullBucket(bucket: string, local: MetaReplica, apply: (records: VersionRecord[]) => Promise<void>): Promise<number> {
+    const nodes = this.replicas(bucket);
+    const need = majority(nodes.length);
+    const selfIsReplica = nodes.some((n) => n.id === this.layout.nodeId);
+    const others = nodes.filter((n) => n.id !== this.layout.nodeId);
+    const mine = local.digests(bucket).leaves;
+    let taken = 0;
+    const answers = await this.gather(others, Math.max(0, need - (selfIsReplica ? 1 : 0)), async (n) => {
+      const theirs = await this.rpc.call<{ leaves: string[] }>(peerOf(n), 'POST', META_PATHS.digests, { bucket }, { timeoutMs: this.timeoutMs });
+      for (let leaf = 0; leaf < 256; leaf++) {
+        if (theirs.leaves[leaf] === mine[leaf]) continue;
+        const recs = await this.rpc.call<{ records: { key: string; versionId: string; updatedTs: number }[] }>(peerOf(n), 'POST', META_PATHS.leaf, { bucket, leaf }, { timeoutMs: this.timeoutMs });
+        const keys = new Set<string>();
+        for (const r of recs.records) {
+          const held = local.recordTs(bucket, r.key, r.versionId);
+          if (held === undefined || held.updatedTs < r.updatedTs) keys.add(r.key);
+        }
+        for (const key of keys) {
+          const got = await this.keyOn(n, bucket, key);
+          const records: VersionRecord[] = got.records.map((r) => ({ bucket, key, versionId: r.versionId, updatedTs: r.updatedTs, version: r.version }));
+          await apply(records);
+          taken += records.length;
+        }
+      }
+      return true;
+    }, `digests of bucket ${bucket}`);
+    void answers;
+    return taken;
   }
 
   /** Runs `fn` on every node; resolves with the first `need` successes, or throws QuorumError. */
@@ -115,6 +156,8 @@ export class MetaQuorum {
     const ok: { node: LayoutNode; value: T }[] = [];
     const failed: string[] = [];
     let settled = false;
+    if (need <= 0) return Promise.resolve([]);
+    if (nodes.length < need) return Promise.reject(new QuorumError(`${what}: ${nodes.length} replicas, ${need} needed`, 0, need));
     return new Promise((resolve, reject) => {
       for (const n of nodes) {
         fn(n).then((value) => {

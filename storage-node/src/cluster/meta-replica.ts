@@ -46,6 +46,10 @@ export class MetaReplica {
     return applied;
   }
 
+  recordTs(bucket: string, key: string, versionId: string): { updatedTs: number; deleted: boolean } | undefined {
+    return this.meta.recordTs(bucket, key, versionId);
+  }
+
   keyRecords(bucket: string, key: string): KeyRecordsReply {
     return { records: this.meta.keyRecords(bucket, key) };
   }

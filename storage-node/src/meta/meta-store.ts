@@ -155,10 +155,20 @@ export class MetaStore {
   createBucket(b: BucketRecord): boolean {
     const row = encodeBucket(b);
     this.bucketCache.clear();
-    return this.stmt(
-      'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags) ' +
-        'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags) ON CONFLICT (name) DO NOTHING',
-    ).run(row).changes === 1;
+    return this.transaction(() => {
+      const created = this.stmt(
+        'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags, updated_ts) ' +
+          'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags, @updated_ts) ON CONFLICT (name) DO NOTHING',
+      ).run({ ...row, updated_ts: this.bucketWriteTs(b.name) }).changes === 1;
+      if (created) this.stmt('DELETE FROM bucket_tombstones WHERE name = ?').run(b.name);
+      return created;
+    });
+  }
+
+  /** The write time of a bucket change: newer than anything held for that name (grid), or 0. */
+  private bucketWriteTs(name: string): number {
+    if (!this.replicationClock) return 0;
+    return Math.max(this.replicationClock(), (this.bucketRecord(name)?.updatedTs ?? 0) + 1);
   }
 
   /** The returned record is frozen (it may be shared through the cache). */
@@ -186,6 +196,7 @@ export class MetaStore {
       this.stmt(
         'UPDATE buckets SET region = @region, versioning = @versioning, object_lock = @object_lock, lock_default = @lock_default, tags = @tags WHERE name = @name',
       ).run({ name: row.name, region: row.region, versioning: row.versioning, object_lock: row.object_lock, lock_default: row.lock_default, tags: row.tags });
+      if (this.replicationClock) this.stmt('UPDATE buckets SET updated_ts = ? WHERE name = ?').run(this.bucketWriteTs(name), name);
     });
   }
 
@@ -194,8 +205,14 @@ export class MetaStore {
     this.bucketCache.clear();
     return this.transaction(() => {
       if (this.bucketHasObjects(name)) throw new Error(`bucket ${name} still has versions`);
+      const ts = this.bucketWriteTs(name);
+      this.stmt('DELETE FROM tombstones WHERE bucket = ?').run(name);
       // uploads and parts go by ON DELETE CASCADE; their blob references by trigger.
-      return this.stmt('DELETE FROM buckets WHERE name = ?').run(name).changes > 0;
+      const deleted = this.stmt('DELETE FROM buckets WHERE name = ?').run(name).changes > 0;
+      if (deleted && this.replicationClock) {
+        this.stmt('INSERT INTO bucket_tombstones (name, updated_ts) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET updated_ts = excluded.updated_ts').run(name, ts);
+      }
+      return deleted;
     });
   }
 
@@ -229,6 +246,72 @@ export class MetaStore {
   }
 
   // ---- replication records (last writer wins; docs/decisions/0008-cluster-design.md) -------------------
+
+  private replicationClock: (() => number) | undefined;
+
+  /**
+   * Grid mode: deletions of versions and buckets leave tombstones, and every change of a version or a
+   * bucket takes a newer `updated_ts` from `clock` (the node's hybrid clock), so that replicas can
+   * tell the newest write. Stand-alone nodes do not keep tombstones.
+   */
+  enableReplication(clock: () => number): void {
+    this.replicationClock = clock;
+  }
+
+  /** Every bucket and bucket tombstone with its write time: what nodes exchange to agree on buckets. */
+  bucketRecords(): BucketReplicaRecord[] {
+    const live = (this.stmt('SELECT * FROM buckets ORDER BY name').all() as (BucketRow & { updated_ts: number })[])
+      .map((r): BucketReplicaRecord => ({ name: r.name, updatedTs: r.updated_ts, bucket: decodeBucket(r) }));
+    const dead = (this.stmt('SELECT name, updated_ts FROM bucket_tombstones ORDER BY name').all() as { name: string; updated_ts: number }[])
+      .map((r): BucketReplicaRecord => ({ name: r.name, updatedTs: r.updated_ts }));
+    return [...live, ...dead];
+  }
+
+  bucketRecord(name: string): BucketReplicaRecord | undefined {
+    const r = this.stmt('SELECT * FROM buckets WHERE name = ?').get(name) as (BucketRow & { updated_ts: number }) | undefined;
+    if (r) return { name, updatedTs: r.updated_ts, bucket: decodeBucket(r) };
+    const t = this.stmt('SELECT updated_ts FROM bucket_tombstones WHERE name = ?').get(name) as { updated_ts: number } | undefined;
+    return t ? { name, updatedTs: t.updated_ts } : undefined;
+  }
+
+  /**
+   * Takes a bucket record (or a bucket tombstone) if newer than what this node holds. A tombstone also
+   * removes what this node still holds of the bucket's objects and uploads (the deleting node checked
+   * at a quorum that it was empty). Returns whether it was applied.
+   */
+  applyBucket(rec: BucketReplicaRecord): boolean {
+    assertHlc(rec.updatedTs);
+    this.bucketCache.clear();
+    return this.transaction(() => {
+      const held = this.bucketRecord(rec.name);
+      if (held && (held.updatedTs > rec.updatedTs || (held.updatedTs === rec.updatedTs && (held.bucket === undefined || rec.bucket !== undefined)))) return false;
+      if (rec.bucket) {
+        const row = encodeBucket({ ...rec.bucket, name: rec.name });
+        this.stmt('DELETE FROM bucket_tombstones WHERE name = ?').run(rec.name);
+        this.stmt(
+          'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags, updated_ts) ' +
+            'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags, @updated_ts) ' +
+            'ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, created_ms = excluded.created_ms, region = excluded.region, ' +
+            'versioning = excluded.versioning, object_lock = excluded.object_lock, lock_default = excluded.lock_default, tags = excluded.tags, updated_ts = excluded.updated_ts',
+        ).run({ ...row, updated_ts: rec.updatedTs });
+      } else {
+        this.stmt('DELETE FROM versions WHERE bucket = ?').run(rec.name);
+        this.stmt('DELETE FROM tombstones WHERE bucket = ?').run(rec.name);
+        this.stmt('DELETE FROM buckets WHERE name = ?').run(rec.name);
+        this.stmt('INSERT INTO bucket_tombstones (name, updated_ts) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET updated_ts = excluded.updated_ts')
+          .run(rec.name, rec.updatedTs);
+      }
+      return true;
+    });
+  }
+
+  /** Removes every record this node holds for a key (a cached copy that could not be replicated). */
+  forgetKey(bucket: string, key: string): void {
+    this.transaction(() => {
+      this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ?').run(bucket, key);
+      this.stmt('DELETE FROM tombstones WHERE bucket = ? AND key = ?').run(bucket, key);
+    });
+  }
 
   /**
    * Applies a whole version record written at `updatedTs` by some gateway: kept only if newer than
@@ -357,7 +440,15 @@ export class MetaStore {
       const old = this.versionRow(bucket, key, versionId);
       if (!old) return undefined;
       const removed = decodeVersion(old);
+      const heldTs = this.replicationClock ? this.recordTs(bucket, key, versionId)?.updatedTs ?? 0 : 0;
       this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
+      // In a grid the deletion must travel to the replicas and win there: it is kept as a tombstone.
+      if (this.replicationClock) {
+        this.stmt(
+          'INSERT INTO tombstones (bucket, key, version_id, updated_ts, deleted_ms) VALUES (?, ?, ?, ?, ?) ' +
+            'ON CONFLICT (bucket, key, version_id) DO UPDATE SET updated_ts = excluded.updated_ts, deleted_ms = excluded.deleted_ms',
+        ).run(bucket, key, versionId, Math.max(this.replicationClock(), heldTs + 1), Date.now());
+      }
       if (removed.isLatest) {
         const next = this.stmt('SELECT rowid AS id FROM versions WHERE bucket = ? AND key = ? ORDER BY ts DESC, version_id DESC LIMIT 1').get(bucket, key) as { id: number } | undefined;
         if (next) this.stmt('UPDATE versions SET is_latest = 1 WHERE rowid = ?').run(next.id);
@@ -380,6 +471,12 @@ export class MetaStore {
       this.stmt(
         'UPDATE versions SET tags = ?, retention_mode = ?, retention_until_ms = ?, legal_hold = ? WHERE bucket = ? AND key = ? AND version_id = ?',
       ).run(row.tags, row.retention_mode, row.retention_until_ms, row.legal_hold, bucket, key, versionId);
+      // A change of the record is a newer write of it, which replicas take over their copy.
+      if (this.replicationClock) {
+        const held = this.recordTs(bucket, key, versionId)?.updatedTs ?? 0;
+        this.stmt('UPDATE versions SET updated_ts = ? WHERE bucket = ? AND key = ? AND version_id = ?')
+          .run(Math.max(this.replicationClock(), held + 1), bucket, key, versionId);
+      }
       return true;
     });
   }
@@ -585,4 +682,11 @@ export function leafOf(key: string): number {
 
 function recordHash(key: string, versionId: string, updatedTs: number, deleted: boolean): Buffer {
   return createHash('sha256').update(`${key}\0${versionId}\0${updatedTs}\0${deleted ? 1 : 0}`).digest();
+}
+
+/** A bucket as nodes exchange it: the record, or (no `bucket`) a tombstone, with its write time. */
+export interface BucketReplicaRecord {
+  name: string;
+  updatedTs: number;
+  bucket?: BucketRecord;
 }

@@ -149,7 +149,20 @@ CREATE TABLE tombstones (
 CREATE INDEX tombstones_by_age ON tombstones (deleted_ms);
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ to: 1, sql: V1 }, { to: 2, sql: V2 }];
+/**
+ * Version 3: buckets are replicated to every node of a grid. `buckets.updated_ts` is the hybrid-clock
+ * time of the bucket's last change; a deleted bucket leaves a tombstone so that a node that missed the
+ * delete does not bring it back. Rows written before have updated_ts = 0 (older than any grid write).
+ */
+const V3 = `
+ALTER TABLE buckets ADD COLUMN updated_ts INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE bucket_tombstones (
+  name TEXT PRIMARY KEY,
+  updated_ts INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ to: 1, sql: V1 }, { to: 2, sql: V2 }, { to: 3, sql: V3 }];
 
 /** The format this software writes. */
 export const FORMAT_VERSION = MIGRATIONS[MIGRATIONS.length - 1].to;

@@ -79,6 +79,7 @@ export class Store {
     };
     if (!this.meta.createBucket(rec)) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name });
     await this.meta.sync();
+    await this.replicateBucket(name);
     this.log.info('bucket created', { bucket: name, owner, objectLock });
   }
 
@@ -103,6 +104,7 @@ export class Store {
       return freed;
     });
     await this.meta.sync();
+    await this.replicateBucket(name);
     for (const f of parts) this.freeBlobs({ bucket: name, key: f.key }, f.parts.flatMap((p) => (p.blob ? [p.blob] : [])));
     this.log.info('bucket deleted', { bucket: name });
   }
@@ -114,6 +116,7 @@ export class Store {
     }
     this.meta.updateBucket(name, { versioning: state });
     await this.meta.sync();
+    await this.replicateBucket(name);
   }
 
   async setLockConfiguration(name: string, rule: BucketRecord['lockDefault'] | undefined): Promise<void> {
@@ -123,12 +126,14 @@ export class Store {
     }
     this.meta.updateBucket(name, { objectLockEnabled: true, lockDefault: rule });
     await this.meta.sync();
+    await this.replicateBucket(name);
   }
 
   async setBucketTags(name: string, tags: [string, string][] | undefined): Promise<void> {
     this.getBucket(name);
     this.meta.updateBucket(name, { tags });
     await this.meta.sync();
+    await this.replicateBucket(name);
   }
 
   // ---- objects -----------------------------------------------------------------------------------
@@ -210,6 +215,7 @@ export class Store {
       });
       if (!removed) return { versionId, deleteMarker: false };
       await this.meta.sync();
+      await this.replicateKey(bucket.name, key);
       this.freeBlobs({ bucket: bucket.name, key }, removed.blobs);
       return { versionId, deleteMarker: removed.deleteMarker };
     }
@@ -222,6 +228,7 @@ export class Store {
       });
       if (removed) {
         await this.meta.sync();
+        await this.replicateKey(bucket.name, key);
         this.freeBlobs({ bucket: bucket.name, key }, removed.blobs);
       }
       return { deleteMarker: false };
@@ -243,6 +250,7 @@ export class Store {
     const v = this.resolveVersion(bucket, key, versionId);
     this.meta.updateVersion(bucket, key, v.versionId, { tags });
     await this.meta.sync();
+    await this.replicateKey(bucket, key);
     return v;
   }
 
@@ -256,6 +264,7 @@ export class Store {
       return cur;
     });
     await this.meta.sync();
+    await this.replicateKey(bucket.name, key);
     return v;
   }
 
@@ -264,6 +273,7 @@ export class Store {
     const v = this.lockTarget(bucket.name, key, versionId);
     this.meta.updateVersion(bucket.name, key, v.versionId, { legalHold: on });
     await this.meta.sync();
+    await this.replicateKey(bucket.name, key);
     return v;
   }
 
@@ -471,9 +481,24 @@ export class Store {
       throw e;
     }
     await this.meta.sync();
+    await this.replicateKey(bucket.name, key);
     if (replaced) this.freeBlobs({ bucket: bucket.name, key }, replaced.blobs);
     return v;
   }
+
+  // ---- hooks for the grid (docs/decisions/0014-grid-metadata.md); stand-alone they do nothing -----------
+
+  /**
+   * Runs before an S3 request is handled, with the operation and its bucket and key: a grid brings the
+   * local metadata of that key (or that bucket, for listings) up to date from its replicas first.
+   */
+  async prepare(_operation: string, _bucket?: string, _key?: string, _headers?: Record<string, string | string[] | undefined>): Promise<void> {}
+
+  /** Runs once a change of the key's versions is durable here, before it is acknowledged. */
+  protected async replicateKey(_bucket: string, _key: string): Promise<void> {}
+
+  /** Runs once a bucket was created, changed or deleted here, before it is acknowledged. */
+  protected async replicateBucket(_name: string): Promise<void> {}
 
   /** Deletes blobs no longer referenced; failures are logged (the orphan sweep catches them later). */
   private freeBlobs(place: BlobPlace, refs: BlobRef[]): void {

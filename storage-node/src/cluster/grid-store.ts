@@ -1,0 +1,227 @@
+// The S3 data model in a grid: the node's own MetaStore serves every request, made current from the
+// replicas first (quorum read of the key, or of the bucket's differing leaves for a listing), and every
+// change is written to a majority of the replicas before it is acknowledged (docs/decisions/0014).
+import type { BlobStore } from '../blocks/blob-store';
+import type { BucketReplicaRecord, MetaStore } from '../meta/meta-store';
+import type { BucketRecord } from '../meta/types';
+import type { BlobBackend } from '../model/blob-backend';
+import { Store } from '../model/store';
+import { RpcError, RpcRoute } from '../rpc';
+import type { HybridClock } from '../util/hlc';
+import type { Logger } from '../util/logger';
+import type { GridRuntime } from './grid';
+import { isPeerFailure, peerOf } from './membership';
+import { MetaQuorum, QuorumError } from './meta-quorum';
+import type { MetaReplica } from './meta-replica';
+import { majority, VersionRecord } from './records';
+
+export const BUCKETS_PATH = '/_rpc/buckets';
+const LIST_OPERATIONS = new Set(['ListObjects', 'ListObjectsV2', 'ListObjectVersions', 'ListMultipartUploads', 'DeleteBucket']);
+/** Operations on one key whose handler reads the key's versions. */
+const KEY_OPERATIONS = new Set([
+  'GetObject', 'HeadObject', 'PutObject', 'DeleteObject', 'CopyObject', 'GetObjectTagging', 'PutObjectTagging', 'DeleteObjectTagging',
+  'GetObjectRetention', 'PutObjectRetention', 'GetObjectLegalHold', 'PutObjectLegalHold', 'GetObjectAcl', 'PutObjectAcl',
+  'CompleteMultipartUpload', 'UploadPartCopy',
+]);
+
+export interface GridStoreDeps {
+  grid: GridRuntime;
+  quorum: MetaQuorum;
+  replica: MetaReplica;
+  logger: Logger;
+  /** Period of the background pass that pulls buckets and bucket metadata from peers. */
+  antiEntropyIntervalMs?: number;
+}
+
+export class GridStore extends Store {
+  private readonly grid: GridRuntime;
+  private readonly quorum: MetaQuorum;
+  private readonly replica: MetaReplica;
+  private readonly glog: Logger;
+  private timer: NodeJS.Timeout | undefined;
+  private passRunning = false;
+  private readonly intervalMs: number;
+  /** Last anti-entropy pass, for the admin status. */
+  readonly antiEntropy = { passes: 0, recordsTaken: 0, bucketsTaken: 0, lastPassMs: undefined as number | undefined, lastError: undefined as string | undefined };
+
+  constructor(meta: MetaStore, blobs: BlobBackend, clock: HybridClock, deps: GridStoreDeps) {
+    super(meta, blobs, deps.logger, clock);
+    this.grid = deps.grid;
+    this.quorum = deps.quorum;
+    this.replica = deps.replica;
+    this.glog = deps.logger;
+    this.intervalMs = deps.antiEntropyIntervalMs ?? 3_000;
+    meta.enableReplication(() => clock.now());
+  }
+
+  /** RPC routes: buckets are kept on every node. */
+  routes(): RpcRoute[] {
+    return [
+      { method: 'GET', path: BUCKETS_PATH, handler: () => ({ records: this.meta.bucketRecords() }) },
+      {
+        method: 'POST', path: BUCKETS_PATH, handler: async (req) => {
+          const records = (req.body as { records?: BucketReplicaRecord[] } | undefined)?.records;
+          if (!Array.isArray(records) || records.length > 10_000) throw new RpcError(400, 'BadRequest', 'records must be a list');
+          const applied = this.applyBuckets(records);
+          await this.meta.sync();
+          return { applied };
+        },
+      },
+    ];
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.antiEntropyPass(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  override async prepare(operation: string, bucket?: string, key?: string, headers?: Record<string, string | string[] | undefined>): Promise<void> {
+    if (bucket === undefined) return;
+    if (key !== undefined && KEY_OPERATIONS.has(operation)) await this.syncKey(bucket, key);
+    if (LIST_OPERATIONS.has(operation) && this.meta.getBucket(bucket)) await this.syncBucket(bucket);
+    const source = copySource(headers?.['x-amz-copy-source']);
+    if (source && this.meta.getBucket(source.bucket)) await this.syncKey(source.bucket, source.key);
+  }
+
+  /** DeleteObjects names its keys in the body: each is made current before it is deleted. */
+  override async deleteObject(bucket: BucketRecord, key: string, versionId: string | undefined, owner: string, bypassGovernance: boolean): Promise<{ versionId?: string; deleteMarker: boolean }> {
+    await this.syncKey(bucket.name, key);
+    return super.deleteObject(bucket, key, versionId, owner, bypassGovernance);
+  }
+
+  protected override async replicateKey(bucket: string, key: string): Promise<void> {
+    const records: VersionRecord[] = this.meta.keyRecords(bucket, key).map((r) => ({ bucket, key, versionId: r.versionId, updatedTs: r.updatedTs, version: r.version }));
+    try {
+      await this.quorum.write(bucket, records);
+    } catch (e) {
+      // Not acknowledged, so not kept here either: the next request reads the key from the replicas.
+      if (!this.quorum.replicas(bucket).some((n) => n.id === this.grid.layout.nodeId)) this.meta.forgetKey(bucket, key);
+      throw e;
+    }
+  }
+
+  protected override async replicateBucket(name: string): Promise<void> {
+    const rec = this.meta.bucketRecord(name);
+    if (!rec) return;
+    const l = this.grid.layout.current;
+    const nodes = (l?.nodes ?? []).filter((n) => n.state !== 'failed' && n.id !== this.grid.layout.nodeId);
+    const need = majority(nodes.length + 1) - 1; // this node already has it
+    let acked = 0;
+    const failures: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      if (need <= 0) return resolve();
+      let settled = false;
+      for (const n of nodes) {
+        this.grid.rpc.call(peerOf(n), 'POST', BUCKETS_PATH, { records: [rec] }, { timeoutMs: 10_000 }).then(() => {
+          acked++;
+          if (!settled && acked >= need) { settled = true; resolve(); }
+        }, (e: Error) => {
+          failures.push(`${n.id}: ${e.message}`);
+          if (!settled && nodes.length - failures.length < need) {
+            settled = true;
+            reject(new QuorumError(`bucket ${name} reached ${acked + 1} of ${nodes.length + 1} nodes, ${need + 1} needed (${failures.join('; ')})`, acked + 1, need + 1));
+          }
+        });
+      }
+    });
+  }
+
+  /** Takes the newest record of the key from a majority of its replicas into the local store. */
+  private async syncKey(bucket: string, key: string): Promise<void> {
+    if (!this.meta.getBucket(bucket)) return; // the handler answers NoSuchBucket
+    const { winners } = await this.quorum.readKeyRecords(bucket, key);
+    this.applyLocal(winners.map((w) => ({ bucket, key, versionId: w.versionId, updatedTs: w.updatedTs, version: w.version })));
+  }
+
+  private async syncBucket(bucket: string): Promise<number> {
+    return this.quorum.pullBucket(bucket, this.replica, async (records) => this.applyLocal(records));
+  }
+
+  private applyLocal(records: VersionRecord[]): void {
+    if (records.length === 0) return;
+    this.meta.transaction(() => {
+      for (const r of records) {
+        this.clock.observe(r.updatedTs);
+        if (r.version) {
+          this.clock.observe(r.version.ts);
+          this.meta.applyVersion(r.version, r.updatedTs);
+        } else {
+          this.meta.applyTombstone(r.bucket, r.key, r.versionId, r.updatedTs);
+        }
+      }
+    });
+  }
+
+  private applyBuckets(records: BucketReplicaRecord[]): number {
+    let applied = 0;
+    for (const r of records) {
+      if (typeof r?.name !== 'string' || !Number.isSafeInteger(r.updatedTs) || r.updatedTs <= 0) throw new RpcError(400, 'BadRequest', 'malformed bucket record');
+      this.clock.observe(r.updatedTs);
+      if (this.meta.applyBucket(r)) {
+        applied++;
+        this.glog.info(r.bucket ? 'bucket record taken from a peer' : 'bucket deletion taken from a peer', { bucket: r.name, updatedTs: r.updatedTs });
+      }
+    }
+    return applied;
+  }
+
+  /**
+   * One background pass: buckets from a random live peer, then, for every bucket whose metadata this
+   * node replicates, the records its peers have and it lacks. A site that was down catches up this way
+   * even if no client reads its keys.
+   */
+  private async antiEntropyPass(): Promise<void> {
+    if (this.passRunning || this.grid.layout.current === undefined || this.grid.layout.self === undefined) return;
+    this.passRunning = true;
+    try {
+      const peers = (this.grid.layout.current.nodes ?? []).filter((n) => n.id !== this.grid.layout.nodeId && this.grid.rpc.health.isUp(n.id));
+      if (peers.length > 0) {
+        const p = peers[Math.floor(Math.random() * peers.length)];
+        const got = await this.grid.rpc.call<{ records: BucketReplicaRecord[] }>(peerOf(p), 'GET', BUCKETS_PATH, undefined, { timeoutMs: 10_000 });
+        const n = this.applyBuckets(got.records);
+        if (n > 0) await this.meta.sync();
+        this.antiEntropy.bucketsTaken += n;
+      }
+      for (const b of this.meta.listBuckets()) {
+        if (!this.quorum.replicas(b.name).some((n) => n.id === this.grid.layout.nodeId)) continue;
+        const taken = await this.syncBucket(b.name);
+        if (taken > 0) {
+          await this.meta.sync();
+          this.antiEntropy.recordsTaken += taken;
+          this.glog.info('anti-entropy took records from replicas', { bucket: b.name, records: taken });
+        }
+      }
+      this.antiEntropy.passes++;
+      this.antiEntropy.lastPassMs = Date.now();
+      this.antiEntropy.lastError = undefined;
+    } catch (e) {
+      this.antiEntropy.lastError = (e as Error).message;
+      if (!isPeerFailure(e) && !(e instanceof QuorumError)) this.glog.warn('anti-entropy pass failed', { error: (e as Error).message });
+    } finally {
+      this.passRunning = false;
+    }
+  }
+}
+
+/** Bucket and key of an x-amz-copy-source header (`/bucket/key?versionId=…`, URL-encoded). */
+function copySource(h: string | string[] | undefined): { bucket: string; key: string } | undefined {
+  if (typeof h !== 'string') return undefined;
+  let v = h.split('?')[0];
+  try {
+    v = decodeURIComponent(v);
+  } catch {
+    return undefined;
+  }
+  if (v.startsWith('/')) v = v.slice(1);
+  const i = v.indexOf('/');
+  if (i <= 0 || i === v.length - 1) return undefined;
+  return { bucket: v.slice(0, i), key: v.slice(i + 1) };
+}
+
+export type { BlobStore };
