@@ -161,7 +161,7 @@ export class GridStore extends Store {
   private applyBuckets(records: BucketReplicaRecord[]): number {
     let applied = 0;
     for (const r of records) {
-      if (typeof r?.name !== 'string' || !Number.isSafeInteger(r.updatedTs) || r.updatedTs <= 0) throw new RpcError(400, 'BadRequest', 'malformed bucket record');
+      if (typeof r?.name !== 'string' || !Number.isSafeInteger(r.updatedTs) || r.updatedTs < 0) throw new RpcError(400, 'BadRequest', 'malformed bucket record');
       this.clock.observe(r.updatedTs);
       if (this.meta.applyBucket(r)) {
         applied++;

@@ -280,7 +280,8 @@ export class MetaStore {
    * at a quorum that it was empty). Returns whether it was applied.
    */
   applyBucket(rec: BucketReplicaRecord): boolean {
-    assertHlc(rec.updatedTs);
+    // 0 is the time of buckets made before the node joined a grid: older than any grid write.
+    if (!Number.isSafeInteger(rec.updatedTs) || rec.updatedTs < 0) throw new RangeError(`updatedTs must be an integer ≥ 0, got ${rec.updatedTs}`);
     this.bucketCache.clear();
     return this.transaction(() => {
       const held = this.bucketRecord(rec.name);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MetaStore } from './meta-store';
-import { MIGRATIONS, runMigrations } from './schema';
+import { FORMAT_VERSION, MIGRATIONS, runMigrations } from './schema';
 import { silentLogger } from '../util/logger';
 import { bucket, TempStores, version } from './testing';
 
@@ -130,7 +130,7 @@ describe('meta/meta-store: replication records (last writer wins)', () => {
       VALUES ('b', 'k', 'v1', 123, 1, 0, 0, 'd41d8cd98f00b204e9800998ecf8427e', 1, '{}', '{}', '[]', '[]', 0, 'o')`).run();
     raw.close();
     const s = temp.open(file);
-    assert.equal(s.formatVersion, 2);
+    assert.equal(s.formatVersion, FORMAT_VERSION);
     assert.deepEqual(s.recordTs('b', 'k', 'v1'), { updatedTs: 123, deleted: false });
     assert.equal(s.applyVersion(version('b', 'k', 'v1', 123), 100).applied, false, 'an older write loses against the migrated row');
     assert.equal(latestId(s, 'k'), 'v1');
@@ -141,5 +141,53 @@ describe('meta/meta-store: replication records (last writer wins)', () => {
     assert.throws(() => s.applyVersion(version('b', 'k', 'null', 1), 0), /positive integer/);
     assert.throws(() => s.applyTombstone('b', 'k', 'null', 1.5), /positive integer/);
   });
-});
+  describe('grid mode (enableReplication)', () => {
+    let clock = 1_000;
+    const gridStore = (): MetaStore => {
+      const s = store();
+      s.enableReplication(() => ++clock);
+      return s;
+    };
 
+    it('a local delete leaves a tombstone newer than the version, so it wins on the replicas', () => {
+      const s = gridStore();
+      s.putVersion(version('b', 'k', 'v1', 5_000));
+      s.deleteVersion('b', 'k', 'v1');
+      const t = s.recordTs('b', 'k', 'v1');
+      assert.equal(t?.deleted, true);
+      assert.ok(t!.updatedTs > 5_000, 'newer than the write it deletes');
+      const replica = store();
+      replica.applyVersion(version('b', 'k', 'v1', 5_000), 5_000);
+      replica.applyTombstone('b', 'k', 'v1', t!.updatedTs);
+      assert.equal(replica.getVersion('b', 'k'), undefined);
+    });
+
+    it('a local change of tags or retention gives the record a newer write time', () => {
+      const s = gridStore();
+      s.putVersion(version('b', 'k', 'v1', 5_000));
+      s.updateVersion('b', 'k', 'v1', { tags: [['a', 'b']] });
+      assert.ok(s.recordTs('b', 'k', 'v1')!.updatedTs > 5_000);
+    });
+
+    it('buckets: the newer record wins, a deletion is kept as a tombstone, and an older create loses to it', () => {
+      const a = gridStore();
+      const recs = a.bucketRecords();
+      assert.deepEqual(recs.map((r) => r.name), ['b']);
+      const other = temp.open();
+      assert.equal(other.applyBucket(recs[0]), true);
+      assert.equal(other.getBucket('b')?.owner, 'AKOWNER');
+      assert.equal(other.applyBucket(recs[0]), false, 'the same record twice changes nothing');
+      a.updateBucket('b', { versioning: 'Suspended' });
+      assert.equal(other.applyBucket(a.bucketRecord('b')!), true);
+      assert.equal(other.getBucket('b')?.versioning, 'Suspended');
+      a.deleteBucket('b');
+      const tomb = a.bucketRecord('b')!;
+      assert.equal(tomb.bucket, undefined);
+      other.applyVersion(version('b', 'k', 'v1', 1), 1);
+      assert.equal(other.applyBucket(tomb), true);
+      assert.equal(other.getBucket('b'), undefined);
+      assert.equal(other.getVersion('b', 'k'), undefined, 'what the node held of the bucket went with it');
+      assert.equal(other.applyBucket(recs[0]), false, 'the older create does not bring it back');
+    });
+  });
+});
