@@ -6,10 +6,11 @@ import type { BenchClient } from './signed-client';
 
 export type Op = 'PUT' | 'GET' | 'LIST' | 'DELETE';
 
-/** A server under test and what has been written to it, per object size. */
+/** A server under test (one process, or every node process of a grid) and what has been written to it, per object size. */
 export interface Target {
-  name: 'node' | 'bare';
-  pid: number;
+  name: 'node' | 'bare' | 'grid';
+  /** The processes whose CPU time is the server's: summed over all of them. */
+  pids: number[];
   client: BenchClient;
   /** Keys written per bucket, in order; DELETE consumes them from `deleted` on. */
   state: Map<string, { written: string[]; deleted: number; seq: number }>;
@@ -55,9 +56,13 @@ function bucketState(t: Target, bucket: string): { written: string[]; deleted: n
   return s;
 }
 
+function cpuMs(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + readCpuMs(pid), 0);
+}
+
 /**
  * Runs `op` with `concurrency` workers until the time or request budget is spent (requests in flight
- * are waited for and counted), reading the server's CPU time from /proc before and after.
+ * are waited for and counted), reading the server's CPU time (summed over its processes) from /proc before and after.
  */
 export async function runRound(t: Target, op: Op, bucket: string, body: Buffer, budget: Budget, concurrency: number): Promise<Totals> {
   const st = bucketState(t, bucket);
@@ -112,13 +117,13 @@ export async function runRound(t: Target, op: Op, bucket: string, body: Buffer, 
       r.latenciesMs.push(performance.now() - t0);
     }
   };
-  const cpu0 = readCpuMs(t.pid);
+  const cpu0 = cpuMs(t.pids);
   const client0 = process.cpuUsage();
   const start = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
   r.elapsedMs = performance.now() - start;
   clearTimeout(timer);
-  r.serverCpuMs = readCpuMs(t.pid) - cpu0;
+  r.serverCpuMs = cpuMs(t.pids) - cpu0;
   const c = process.cpuUsage(client0);
   r.clientCpuMs = (c.user + c.system) / 1000;
   return r;

@@ -10,6 +10,15 @@ export interface Row {
   bare: Figures;
 }
 
+/** The three-site grid against the single node, same load, interleaved rounds. */
+export interface GridRow {
+  client: 'signed' | 'sdk';
+  size: string; // '4k' | '1m'
+  op: Op;
+  grid: Figures;
+  node: Figures;
+}
+
 export interface GoalResult {
   goal: string;
   value: number | undefined;
@@ -38,19 +47,29 @@ function line(cells: string[]): string {
   return cells.map((c, i) => (i < 3 ? c.padEnd(WIDTHS[i]) : c.padStart(WIDTHS[i]))).join(' ');
 }
 
-/** One block per (size, op): node, bare, and node/bare ratios. */
-export function formatTable(title: string, rows: Row[]): string {
+/** One block per (size, op): the measured server, its reference, and the ratios measured/reference. */
+function formatPairs(title: string, blocks: { size: string; op: Op; a: Figures; b: Figures }[], names: [string, string]): string {
   const out = [title, line(COLUMNS), '-'.repeat(WIDTHS.reduce((a, b) => a + b + 1, 0))];
-  for (const r of rows) {
+  for (const { size, op, a, b } of blocks) {
     const f = (x: Figures): string[] => [num(x.opsPerSec), num(x.mibPerSec), num(x.p50Ms, 2), num(x.p99Ms, 2), num(x.serverCpuMsPerOp, 2), num(x.clientCpuMsPerOp, 2), String(x.errors)];
-    out.push(line([SIZE_LABELS[r.size] ?? r.size, r.op, 'node', ...f(r.node)]));
-    out.push(line(['', '', 'bare', ...f(r.bare)]));
+    out.push(line([SIZE_LABELS[size] ?? size, op, names[0], ...f(a)]));
+    out.push(line(['', '', names[1], ...f(b)]));
     out.push(line(['', '', 'ratio',
-      num(ratio(r.node.opsPerSec, r.bare.opsPerSec), 2), num(ratio(r.node.mibPerSec, r.bare.mibPerSec), 2),
-      num(ratio(r.node.p50Ms, r.bare.p50Ms), 2), num(ratio(r.node.p99Ms, r.bare.p99Ms), 2),
-      num(ratio(r.node.serverCpuMsPerOp, r.bare.serverCpuMsPerOp), 2), '', '']));
+      num(ratio(a.opsPerSec, b.opsPerSec), 2), num(ratio(a.mibPerSec, b.mibPerSec), 2),
+      num(ratio(a.p50Ms, b.p50Ms), 2), num(ratio(a.p99Ms, b.p99Ms), 2),
+      num(ratio(a.serverCpuMsPerOp, b.serverCpuMsPerOp), 2), '', '']));
   }
   return out.join('\n');
+}
+
+/** One block per (size, op): node, bare, and node/bare ratios. */
+export function formatTable(title: string, rows: Row[]): string {
+  return formatPairs(title, rows.map((r) => ({ size: r.size, op: r.op, a: r.node, b: r.bare })), ['node', 'bare']);
+}
+
+/** One block per (size, op): the grid (CPU summed over all its node processes), the single node, and grid/node ratios. */
+export function formatGridTable(title: string, rows: GridRow[]): string {
+  return formatPairs(title, rows.map((r) => ({ size: r.size, op: r.op, a: r.grid, b: r.node })), ['grid', 'node']);
 }
 
 /** The issue's goals for a single node on this 2-core machine, fsync on; ratios use the signed client. */
@@ -90,20 +109,37 @@ export function checkGoals(rows: Row[]): GoalResult[] {
     pass: p99.length ? over.length === 0 : undefined,
     detail: over.length ? `over: ${over.map((x) => `${SIZE_LABELS[x.r.size]} ${x.r.op} ${num(x.v, 2)}`).join(', ')}` : undefined,
   });
-  const errors = rows.reduce((n, r) => n + r.node.errors, 0);
-  const firstError = rows.find((r) => r.node.errors > 0);
-  goals.push({
-    goal: 'zero errors on the node (every row, every client)',
-    value: errors,
-    limit: 0,
-    pass: rows.length === 0 ? undefined : errors === 0,
-    detail: firstError ? `${SIZE_LABELS[firstError.size]} ${firstError.op} (${firstError.client}): ${firstError.node.firstError}` : undefined,
-  });
+  goals.push(zeroErrors('node', rows.map((r) => ({ ...r, f: r.node }))));
   return goals;
 }
 
-export function formatGoals(goals: GoalResult[]): string {
-  return ['Goals (issue 2):', ...goals.map((g) => {
+/** Zero failed requests on the measured server, over every row of every client. */
+function zeroErrors(server: string, rows: { client: string; size: string; op: Op; f: Figures }[]): GoalResult {
+  const errors = rows.reduce((n, r) => n + r.f.errors, 0);
+  const first = rows.find((r) => r.f.errors > 0);
+  return {
+    goal: `zero errors on the ${server} (every row, every client)`,
+    value: errors,
+    limit: 0,
+    pass: rows.length === 0 ? undefined : errors === 0,
+    detail: first ? `${SIZE_LABELS[first.size]} ${first.op} (${first.client}): ${first.f.firstError}` : undefined,
+  };
+}
+
+/** Issue 3's goal for the three-site grid (three copies, balanced ingest): PUT at 40% or more of the single node's; signed client. */
+export function checkGridGoals(rows: GridRow[]): GoalResult[] {
+  const goals: GoalResult[] = [];
+  for (const size of ['1m', '4k']) {
+    const r = rows.find((x) => x.client === 'signed' && x.size === size && x.op === 'PUT');
+    const v = r ? ratio(r.grid.opsPerSec, r.node.opsPerSec) : undefined;
+    goals.push({ goal: `${SIZE_LABELS[size]} three-copy PUT rate >= 0.4 x single node`, value: v, limit: 0.4, pass: v === undefined ? undefined : v >= 0.4 });
+  }
+  goals.push(zeroErrors('grid', rows.map((r) => ({ ...r, f: r.grid }))));
+  return goals;
+}
+
+export function formatGoals(goals: GoalResult[], title = 'Goals (issue 2):'): string {
+  return [title, ...goals.map((g) => {
     const mark = g.pass === undefined ? 'n/a ' : g.pass ? 'PASS' : 'FAIL';
     const v = g.value === undefined ? 'not measured' : num(g.value, 2);
     return `  [${mark}] ${g.goal}: ${v}${g.detail ? ` (${g.detail})` : ''}`;

@@ -7,11 +7,14 @@ import { startNode, cleanupAllNodes, waitFor, StartedNode } from '../test/helper
 import { SignedS3Client, BenchClient, PayloadMode } from './signed-client';
 import { SdkS3Client } from './sdk-client';
 import { Budget, Op, Target, Totals, addTotals, emptyTotals, figures, runRound } from './load';
-import { Row, checkGoals, formatGoals, formatTable, SIZE_LABELS } from './report';
+import { GridRow, Row, checkGoals, checkGridGoals, formatGoals, formatGridTable, formatTable, SIZE_LABELS } from './report';
+import { GRID_FILE, LocalGrid, SpreadClient, gridDataDir, gridLogsTail, killGridNow, startLocalGrid, stopLocalGrid } from './grid';
 
 /**
  * `npm run bench [-- options]`: one storage node and the bare reference server, the same load on
  * both in alternating rounds, figures and ratios printed, goals checked, JSON summary written.
+ * Then the three-site local grid (examples/three-sites.yaml, started with the compiled CLI) against
+ * the same single node: PUT and GET of 4 KiB and 1 MiB, load spread over the primary sites' gateways.
  *
  *   --quick            smoke run in seconds (checks the bench works, figures mean little)
  *   --sizes 4k,1m,64m  object sizes to run
@@ -20,6 +23,7 @@ import { Row, checkGoals, formatGoals, formatTable, SIZE_LABELS } from './report
  *   --concurrency N    requests in flight (default 16)
  *   --no-sdk           skip the @aws-sdk/client-s3 pass
  *   --no-sha256        skip the PUT pass with a signed payload hash
+ *   --no-grid          skip the three-site grid phase
  *   --out FILE         where to write the JSON summary (default: a new file under the temp dir)
  */
 
@@ -31,6 +35,7 @@ interface Options {
   concurrency: number;
   sdk: boolean;
   sha256: boolean;
+  grid: boolean;
   out?: string;
 }
 
@@ -40,6 +45,9 @@ const BIG = '64m';
 const BIG_OPS_PER_ROUND = 16;
 const MAX_OPS_PER_ROUND = 200_000;
 const BIG_ROUND_MAX_MS = 60_000;
+/** The grid phase: sizes (of those asked for) and operations, issue 3. */
+const GRID_SIZES = ['4k', '1m'];
+const GRID_OPS: Op[] = ['PUT', 'GET'];
 
 function parseArgs(argv: string[]): Options {
   const env = process.env;
@@ -51,6 +59,7 @@ function parseArgs(argv: string[]): Options {
     concurrency: 16,
     sdk: true,
     sha256: true,
+    grid: env.BENCH_GRID !== '0',
   };
   let explicitRoundMs = false;
   let explicitRounds = false;
@@ -68,6 +77,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--concurrency') o.concurrency = Number(next());
     else if (a === '--no-sdk') o.sdk = false;
     else if (a === '--no-sha256') o.sha256 = false;
+    else if (a === '--no-grid') o.grid = false;
     else if (a === '--out') o.out = path.resolve(next());
     else throw new Error(`unknown option ${a} (see bench/run.ts)`);
   }
@@ -150,10 +160,84 @@ async function warmUp(targets: Target[], o: Options): Promise<void> {
   }
 }
 
+/** PUT then GET per size, grid and single node interleaved like the other phases (grid,node,node,grid,...). */
+async function runGridPass(kind: GridRow['client'], targets: [Target, Target], sizes: string[], o: Options, rounds: number, log: (s: string) => void): Promise<GridRow[]> {
+  const rows: GridRow[] = [];
+  for (const size of sizes) {
+    const body = bodyFor(size);
+    const bucket = `bench-grid-${kind}-${size}`;
+    for (const t of targets) await t.client.createBucket(bucket);
+    for (const op of GRID_OPS) {
+      const [g, n] = await phase(targets, op, bucket, body, o, rounds, () => ({ maxMs: o.roundMs, maxOps: MAX_OPS_PER_ROUND }));
+      const row: GridRow = { client: kind, size, op, grid: figures(g), node: figures(n) };
+      rows.push(row);
+      const errs = row.grid.errors + row.node.errors ? `, errors grid ${row.grid.errors} node ${row.node.errors}` : '';
+      log(`  ${kind} ${SIZE_LABELS[size]} ${op}: grid ${row.grid.opsPerSec.toFixed(1)} ops/s, node ${row.node.opsPerSec.toFixed(1)} ops/s${errs}`);
+    }
+  }
+  return rows;
+}
+
+interface GridResult {
+  file: string;
+  upMs?: number;
+  nodes?: LocalGrid['nodes'];
+  gateways?: LocalGrid['gateways'];
+  rows: GridRow[];
+  error?: string;
+}
+
+/**
+ * The grid phase: `local up` in a temp folder, the load over the primary sites' gateways against the
+ * single node in alternating rounds, `local down` and the folder removed whatever happens.
+ */
+async function gridPhase(node: StartedNode, o: Options, sizes: string[], log: (s: string) => void, tables: string[], track: (dir: string | undefined) => void): Promise<GridResult> {
+  const result: GridResult = { file: GRID_FILE, rows: [] };
+  const dir = gridDataDir();
+  track(dir);
+  try {
+    log(`three-site grid: archipel local up -f ${path.relative(process.cwd(), GRID_FILE)} --ports auto (data in ${dir})`);
+    const grid = await startLocalGrid(dir);
+    Object.assign(result, { upMs: grid.upMs, nodes: grid.nodes, gateways: grid.gateways });
+    log(`grid up in ${(grid.upMs / 1000).toFixed(1)} s: ${grid.nodes.length} nodes (pids ${grid.nodes.map((n) => n.pid).join(' ')}), load over ${grid.gateways.map((g) => `${g.id} ${g.url}`).join(', ')}`);
+    const gridKeys = { region: grid.region, accessKeyId: grid.accessKeyId, secretAccessKey: grid.secretAccessKey };
+    const nodeKeys = { region: node.region, accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey };
+    type Keys = typeof gridKeys;
+    const pair = (client: (endpoint: string, keys: Keys) => BenchClient): [Target, Target] => [
+      { name: 'grid', pids: grid.nodes.map((n) => n.pid), client: new SpreadClient(grid.gateways.map((g) => client(g.url, gridKeys))), state: new Map() },
+      { name: 'node', pids: [node.pid], client: client(node.s3Url, nodeKeys), state: new Map() },
+    ];
+    const signedPair = pair((endpoint, keys) => new SignedS3Client({ endpoint, ...keys, connections: o.concurrency, payload: 'unsigned' }));
+    await warmUp([signedPair[0]], o);
+    log('three-site grid, signed client, UNSIGNED-PAYLOAD:');
+    const signedRows = await runGridPass('signed', signedPair, sizes, o, o.rounds, log);
+    result.rows.push(...signedRows);
+    tables.push(formatGridTable(`\nThree-site grid (3 copies, balanced ingest) vs single node, ${signedPair[0].client.name}, concurrency ${o.concurrency}; grid CPU summed over its ${grid.nodes.length} node processes`, signedRows));
+    await Promise.all(signedPair.map((t) => t.client.close()));
+    if (o.sdk) {
+      const sdkPair = pair((endpoint, keys) => new SdkS3Client({ endpoint, ...keys }));
+      log('three-site grid, @aws-sdk/client-s3:');
+      const sdkRows = await runGridPass('sdk', sdkPair, sizes, o, Math.min(o.rounds, 2), log);
+      result.rows.push(...sdkRows);
+      tables.push(formatGridTable(`\nThree-site grid vs single node, @aws-sdk/client-s3 (defaults) over ${grid.gateways.length} gateways`, sdkRows));
+      await Promise.all(sdkPair.map((t) => t.client.close()));
+    }
+  } catch (e) {
+    result.error = (e as Error).message;
+    process.stderr.write(`grid phase failed: ${(e as Error).stack}\n--- grid node logs (tail) ---\n${gridLogsTail(dir)}\n`);
+    process.exitCode = 1;
+  } finally {
+    log('three-site grid: archipel local down');
+    await stopLocalGrid(dir, log);
+    track(undefined);
+  }
+  return result;
+}
+
 function makeTargets(node: StartedNode, bare: BareProcess, client: (endpoint: string) => BenchClient): [Target, Target] {
   return [
-    { name: 'node', pid: node.pid, client: client(node.s3Url), state: new Map() },
-    { name: 'bare', pid: bare.pid, client: client(`http://127.0.0.1:${bare.port}`), state: new Map() },
+    { name: 'node', pids: [node.pid], client: client(node.s3Url), state: new Map() },
+    { name: 'bare', pids: [bare.pid], client: client(`http://127.0.0.1:${bare.port}`), state: new Map() },
   ];
 }
 
@@ -167,14 +251,21 @@ async function main(): Promise<void> {
   // The node as a user would run it, with fsync on; the scrubber is off so that it does not compete for the disk during a run.
   const node = await startNode({ configOverrides: { scrub: { enabled: false }, storage: { fsync: true } } });
   const bare = await startBare();
+  let gridDir: string | undefined; // set while a grid runs, so that every way out takes it down
   const cleanup = async (): Promise<void> => {
+    if (gridDir) await stopLocalGrid(gridDir, log);
     bare.child.kill('SIGTERM');
     await cleanupAllNodes();
     fs.rmSync(bare.dir, { recursive: true, force: true });
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  process.once('SIGTERM', () => void cleanup().then(() => process.exit(143)));
   // If the bench dies some other way (broken pipe, uncaught error), the bare server and its files go too.
   process.once('exit', () => {
+    if (gridDir) {
+      killGridNow(gridDir);
+      fs.rmSync(gridDir, { recursive: true, force: true });
+    }
     bare.child.kill('SIGKILL');
     fs.rmSync(bare.dir, { recursive: true, force: true });
   });
@@ -211,10 +302,16 @@ async function main(): Promise<void> {
       await Promise.all(sdkTargets.map((t) => t.client.close()));
     }
 
+    const gridSizes = GRID_SIZES.filter((s) => o.sizes.includes(s));
+    const grid = o.grid && gridSizes.length > 0 ? await gridPhase(node, o, gridSizes, log, tables, (d) => (gridDir = d)) : undefined;
+
     const goals = checkGoals(rows);
+    const gridGoals = grid ? checkGridGoals(grid.rows) : [];
+    if (grid?.error) gridGoals.push({ goal: 'grid phase completed', value: undefined, limit: 0, pass: false, detail: grid.error.split('\n')[0] });
     for (const t of tables) log(t);
     log('');
     log(formatGoals(goals));
+    if (grid) log(formatGoals(gridGoals, 'Goals (issue 3, three-site grid):'));
     const out = o.out ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-bench-')), 'results.json');
     const summary = {
       at: new Date().toISOString(),
@@ -224,6 +321,7 @@ async function main(): Promise<void> {
       transport,
       rows,
       goals,
+      grid: grid ? { ...grid, goals: gridGoals } : undefined,
     };
     fs.writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);
     log(`\nJSON summary: ${out}`);
