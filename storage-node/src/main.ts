@@ -17,7 +17,9 @@ import { MetaReplica } from './cluster/meta-replica';
 import { BlobReplica } from './cluster/blob-replica';
 import { RepairQueue } from './cluster/repair-queue';
 import { RepairExecutor } from './cluster/repair-executor';
-import { ReplicatedBlobs } from './cluster/replicated-blobs';
+import { BLOB_ITEM_VERSION, ReplicatedBlobs } from './cluster/replicated-blobs';
+import { BlobPlaces } from './cluster/blob-places';
+import { dataPlacement } from './layout/placement';
 import { GridStore } from './cluster/grid-store';
 import { MetaQuorum } from './cluster/meta-quorum';
 import { HybridClock } from './util/hlc';
@@ -75,6 +77,8 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     onCorrupt: (id, badChunks) => {
       metrics.scrubCorrupt(1);
       log.error('scrub found corrupt blob', { blobId: id, badChunks });
+      // In a grid the copy is replaced from a good one: the object it belongs to says where those are.
+      queueCorrupt?.(id);
     },
     onProgress: (p) => metrics.scrubProgress(p.scannedBytes, p.scannedBlobs),
     onPassFinished: (r) => {
@@ -83,14 +87,16 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   });
 
   let stopping = false;
+  let queueCorrupt: ((id: string) => void) | undefined;
+  const places = cfg.grid ? BlobPlaces.open(path.join(cfg.dataDir, 'meta', 'places.db')) : undefined;
   // The replica side of metadata replication; blobs a replaced record no longer uses are freed.
   const metaReplica = new MetaReplica(meta, (ids) => {
     for (const id of ids) blobs.delete(id).catch((e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
   });
-  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log).routes()] }) : undefined;
+  const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log, places).routes()] }) : undefined;
   // Owed copies survive restarts (docs/decisions/0012-repair-queue.md); a peer that comes back up gets
   // its copies at once rather than after the back-off.
-  const executor = grid ? new RepairExecutor(grid.layout, grid.rpc, blobs, log) : undefined;
+  const executor = grid ? new RepairExecutor(grid.layout, grid.rpc, blobs, log, places) : undefined;
   const repair = grid ? await RepairQueue.open(path.join(cfg.dataDir, 'meta', 'repair.db'), {
     logger: log, isTargetUp: (id) => id === cfg.node.id || grid.rpc.health.isUp(id), execute: executor!.execute,
   }) : undefined;
@@ -99,6 +105,14 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       if (up) repair.kick(peer);
     });
     repair.start();
+    queueCorrupt = (id) => {
+      const place = places?.get(id);
+      const layout = grid.layout.current;
+      if (!place || !layout) return void log.warn('corrupt blob has no known object; it is repaired when a read meets it', { blobId: id });
+      const size = 0; // unknown here (the footer may be what is damaged); the copy made tells
+      repair.enqueue([{ kind: 'corrupt', target: cfg.node.id, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: id, partition: dataPlacement(layout, place.bucket, place.key).partition, sizeBytes: size }]);
+      void repair.sync().then(() => repair.kick(cfg.node.id), () => undefined);
+    };
   }
   // Stand-alone, every blob is on this node; in a grid, copies go where the layout places them.
   // In a grid, metadata is made current from the replicas before a request and written to a majority
@@ -107,7 +121,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   let gridStore: GridStore | undefined;
   if (grid && repair) {
     const quorum = new MetaQuorum(grid.layout, grid.rpc, metaReplica, { logger: log });
-    gridStore = new GridStore(meta, new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }), clock, { grid, quorum, replica: metaReplica, logger: log });
+    gridStore = new GridStore(meta, new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }, places), clock, { grid, quorum, replica: metaReplica, logger: log });
     grid.addRoutes(gridStore.routes());
     gridStore.start();
   }
@@ -161,6 +175,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       gridStore?.stop();
       await grid?.stop(DRAIN_DEADLINE_MS);
       await repair?.close();
+      places?.close();
       await scrubber.stop();
       await admin.close();
       await audit.close();

@@ -2,7 +2,9 @@
 import { pipeline } from 'node:stream/promises';
 import { BlobStore, isBlobCorrupt } from '../blocks/blob-store';
 import { isBlobId } from '../blocks/blob-format';
+import type { BlobPlace } from '../model/blob-backend';
 import { RpcError, RpcRequest, RpcRoute } from '../rpc';
+import type { BlobPlaces } from './blob-places';
 import { Logger, silentLogger } from '../util/logger';
 
 export const BLOB_PATH = /^\/_rpc\/blobs\/([0-9a-f]{32})$/;
@@ -20,7 +22,16 @@ export interface BlobVerifyReply {
  * Path of a blob upload. `size`, when the sender knows it, is the number of data bytes it is about to
  * stream, checked by the replica; without it the sender checks the size the replica reports.
  */
-export const blobUploadPathOf = (id: string, size?: number): string => `/_rpc/blobs/${id}${size === undefined ? '' : `?size=${size}`}`;
+export const blobUploadPathOf = (id: string, size?: number, place?: BlobPlace): string => {
+  const q = new URLSearchParams();
+  if (size !== undefined) q.set('size', String(size));
+  if (place) {
+    q.set('bucket', place.bucket);
+    q.set('key', place.key);
+  }
+  const qs = q.toString();
+  return `/_rpc/blobs/${id}${qs ? `?${qs}` : ''}`;
+};
 /** Response header of a blob download: the blob's whole size (the body may be a range of it). */
 export const HEADER_BLOB_SIZE = 'x-blob-size';
 
@@ -38,7 +49,7 @@ export interface BlobPutReply {
 export class BlobReplica {
   private readonly log: Logger;
 
-  constructor(private readonly blobs: BlobStore, logger?: Logger) {
+  constructor(private readonly blobs: BlobStore, logger?: Logger, private readonly places?: BlobPlaces) {
     this.log = logger ?? silentLogger();
   }
 
@@ -68,6 +79,7 @@ export class BlobReplica {
       } },
       { method: 'DELETE', path: BLOB_PATH, handler: async (req) => {
         await this.blobs.delete(req.params[0]);
+        this.places?.forget(req.params[0]);
         return { deleted: true };
       } },
     ];
@@ -108,6 +120,9 @@ export class BlobReplica {
         await this.blobs.delete(id);
         throw new RpcError(400, 'IncompleteBody', `blob ${id}: received ${ref.size} bytes, ${declared} announced`);
       }
+      const bucket = req.query.get('bucket');
+      const key = req.query.get('key');
+      if (bucket !== null && key !== null) this.places?.record(id, { bucket, key });
       return { size: ref.size, existed: false };
     } catch (e) {
       await writer.abort().catch(() => undefined);

@@ -10,6 +10,8 @@ import { blobPathOf, blobUploadPathOf, blobVerifyPathOf, BlobPutReply, BlobVerif
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import type { RepairEntry, RepairOutcome } from './repair-queue';
+import type { BlobPlaces } from './blob-places';
+import type { BlobPlace } from '../model/blob-backend';
 
 /** Repair counters for the admin status and metrics. */
 export interface RepairProgress {
@@ -28,6 +30,7 @@ export class RepairExecutor {
     private readonly rpc: RpcClient,
     private readonly local: BlobStore,
     logger?: Logger,
+    private readonly places?: BlobPlaces,
   ) {
     this.log = logger ?? silentLogger();
   }
@@ -56,7 +59,8 @@ export class RepairExecutor {
       let body: Readable | undefined;
       try {
         body = await this.open(src, item.blobId);
-        const size = await this.store(target, item.blobId, body, item.sizeBytes);
+        // A corrupt copy found by the scrubber comes without a size (its footer may be what is damaged).
+        const size = await this.store(target, item.blobId, body, item.sizeBytes > 0 ? item.sizeBytes : undefined, { bucket: item.bucket, key: item.key });
         this.progress.copiesMade++;
         this.progress.bytesCopied += size;
         this.progress.lastMadeMs = Date.now();
@@ -102,24 +106,26 @@ export class RepairExecutor {
     return (await this.rpc.fetchStream(peerOf(n), 'GET', blobPathOf(id))).body;
   }
 
-  private async store(n: LayoutNode, id: string, body: Readable, size: number): Promise<number> {
+  private async store(n: LayoutNode, id: string, body: Readable, size: number | undefined, place: BlobPlace): Promise<number> {
     if (n.id === this.layout.nodeId) {
-      if ((await this.local.stat(id).catch(() => undefined)) !== undefined) {
+      const held = await this.local.stat(id).catch(() => undefined);
+      if (held !== undefined) {
         body.destroy();
-        return size;
+        return held.sizeBytes;
       }
       const w = this.local.createWriter({ id });
       try {
         await pipeline(body, w);
         const ref = await w.commit();
-        if (ref.size !== size) throw new Error(`copied ${ref.size} bytes, expected ${size}`);
+        if (size !== undefined && ref.size !== size) throw new Error(`copied ${ref.size} bytes, expected ${size}`);
+        this.places?.record(id, place);
         return ref.size;
       } catch (e) {
         await w.abort().catch(() => undefined);
         throw e;
       }
     }
-    const r = await this.rpc.stream(peerOf(n), 'PUT', blobUploadPathOf(id, size), body);
+    const r = await this.rpc.stream(peerOf(n), 'PUT', blobUploadPathOf(id, size, place), body);
     return (r.json as BlobPutReply).size;
   }
 }

@@ -13,6 +13,7 @@ import { blobPathOf, blobUploadPathOf, BlobPutReply } from './blob-replica';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import type { RepairItem, RepairQueue } from './repair-queue';
+import type { BlobPlaces } from './blob-places';
 
 /**
  * The version id of a blob repair item: a copy is owed for the blob, whatever version references it
@@ -74,7 +75,7 @@ class FanoutWriter extends Writable implements BlobSink {
 
   override _construct(callback: (error?: Error | null) => void): void {
     try {
-      this.copies = this.targets.map((n) => this.owner.openCopy(n, this.id));
+      this.copies = this.targets.map((n) => this.owner.openCopy(n, this.id, this.place));
       for (const c of this.copies) {
         c.done.catch((e: Error) => this.dropCopy(c, e.message));
         c.sink.on('error', (e: Error) => this.dropCopy(c, e.message));
@@ -183,6 +184,7 @@ export class ReplicatedBlobs implements BlobBackend {
     private readonly local: BlobStore,
     private readonly repair: RepairQueue,
     opts: ReplicatedBlobsOptions = {},
+    private readonly places?: BlobPlaces,
   ) {
     this.log = opts.logger ?? silentLogger();
     this.hwm = opts.highWaterMarkBytes ?? 1024 * 1024;
@@ -262,17 +264,20 @@ export class ReplicatedBlobs implements BlobBackend {
   }
 
   /** @internal A copy being written on `node`: a local writer or a streamed upload. */
-  openCopy(node: LayoutNode, id: string): Copy {
+  openCopy(node: LayoutNode, id: string, place: BlobPlace): Copy {
     if (node.id === this.layout.nodeId) {
       const w = this.local.createWriter({ id });
       const done = new Promise<number>((resolve, reject) => {
-        w.once('finish', () => w.commit().then((r) => resolve(r.size), reject));
+        w.once('finish', () => w.commit().then((r) => {
+          this.places?.record(id, place);
+          resolve(r.size);
+        }, reject));
         w.once('error', reject);
       });
       return { node, sink: w, done };
     }
     const pipe = new PassThrough({ highWaterMark: this.hwm });
-    const done = this.rpc.stream(peerOf(node), 'PUT', blobUploadPathOf(id), pipe).then((r) => {
+    const done = this.rpc.stream(peerOf(node), 'PUT', blobUploadPathOf(id, undefined, place), pipe).then((r) => {
       if (r.status !== 200) throw new Error(`status ${r.status}`);
       return (r.json as BlobPutReply).size;
     });
@@ -281,7 +286,10 @@ export class ReplicatedBlobs implements BlobBackend {
 
   /** @internal */
   async deleteCopy(node: LayoutNode, id: string): Promise<void> {
-    if (node.id === this.layout.nodeId) return this.local.delete(id);
+    if (node.id === this.layout.nodeId) {
+      this.places?.forget(id);
+      return this.local.delete(id);
+    }
     await this.rpc.call(peerOf(node), 'DELETE', blobPathOf(id), undefined, { timeoutMs: 10_000 });
   }
 
