@@ -87,6 +87,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   });
 
   let stopping = false;
+  let usage: { usedBytes: number; blobs: number; measuredAt: string } | undefined;
   let queueCorrupt: ((id: string) => void) | undefined;
   const places = cfg.grid ? BlobPlaces.open(path.join(cfg.dataDir, 'meta', 'places.db')) : undefined;
   // The replica side of metadata replication; blobs a replaced record no longer uses are freed.
@@ -145,6 +146,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         grid: grid?.status(),
         repair: repair ? { ...repair.stats(), ...executor!.progress } : undefined,
         antiEntropy: gridStore?.antiEntropy,
+        storage: usage,
       }),
     }, ...(grid?.adminRoutes() ?? [])],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
@@ -152,6 +154,14 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   log.info('admin listening', { host: cfg.admin.host, port: admin.port });
 
   if (cfg.scrub.enabled) scrubber.start();
+  // Capacity used, for status pages: one walk of the blob tree now and every 30 s, not per request.
+  const measure = (): void => {
+    blobs.usedBytes().then((u) => { usage = { usedBytes: u.bytes, blobs: u.blobs, measuredAt: new Date().toISOString() }; },
+      (e: Error) => log.warn('capacity measurement failed', { error: e.message }));
+  };
+  measure();
+  const usageTimer = setInterval(measure, 30_000);
+  usageTimer.unref();
   // Blobs older than this process that nothing references are crash leftovers (renamed, never committed).
   // In a grid, the metadata that references a copy lives on the bucket's metadata replicas, not
   // necessarily here: a local sweep would delete good copies. Grid garbage collection asks the
@@ -173,6 +183,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       log.info('node stopping', { reason });
       await s3.close(DRAIN_DEADLINE_MS);
       gridStore?.stop();
+      clearInterval(usageTimer);
       await grid?.stop(DRAIN_DEADLINE_MS);
       await repair?.close();
       places?.close();
