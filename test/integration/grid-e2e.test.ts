@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand,
+  ListObjectsV2Command, ListPartsCommand, PutObjectCommand, S3Client, UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import { META_PATHS } from '../../storage-node/src/cluster/meta-replica';
 import { metaPlacement } from '../../storage-node/src/layout/placement';
 import type { Layout } from '../../storage-node/src/layout/types';
@@ -169,5 +172,30 @@ describe('grid end to end: three sites, every node a gateway, a site lost and re
     for (const [key, body] of mine) assert.ok((await get(other, key)).equals(body), `${key} survives`);
     await gw.restart();
     for (const [key, body] of mine) assert.ok((await get(gw, key)).equals(body), `${key} through the restarted gateway`);
+  });
+  it('a multipart upload may send each request through another gateway', async () => {
+    const n = grid.nodes;
+    await s3(n[0]).send(new CreateBucketCommand({ Bucket: 'imaging-mp' }));
+    const parts = [crypto.randomBytes(5 * 1024 * 1024), crypto.randomBytes(1_234_567)];
+    const { UploadId } = await s3(n[0]).send(new CreateMultipartUploadCommand({ Bucket: 'imaging-mp', Key: 'ct/series.bin' }));
+    const etags: string[] = [];
+    for (const [i, body] of parts.entries()) {
+      const out = await s3(n[2 + i * 2]).send(new UploadPartCommand({ Bucket: 'imaging-mp', Key: 'ct/series.bin', UploadId, PartNumber: i + 1, Body: body }));
+      etags.push(out.ETag!);
+    }
+    const listed = await s3(n[5]).send(new ListPartsCommand({ Bucket: 'imaging-mp', Key: 'ct/series.bin', UploadId }));
+    assert.deepEqual(listed.Parts?.map((p) => [p.PartNumber, p.ETag, p.Size]), [[1, etags[0], parts[0].length], [2, etags[1], parts[1].length]]);
+    await s3(n[1]).send(new CompleteMultipartUploadCommand({
+      Bucket: 'imaging-mp', Key: 'ct/series.bin', UploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+    }));
+    const back = Buffer.from(await (await s3(n[3]).send(new GetObjectCommand({ Bucket: 'imaging-mp', Key: 'ct/series.bin' }))).Body!.transformToByteArray());
+    assert.ok(back.equals(Buffer.concat(parts)), 'the object is the parts in order, read through a fourth gateway');
+    // The upload is gone everywhere, also through its first gateway.
+    await assert.rejects(s3(n[0]).send(new ListPartsCommand({ Bucket: 'imaging-mp', Key: 'ct/series.bin', UploadId })), (e: { name: string }) => e.name === 'NoSuchUpload');
+
+    const second = await s3(n[4]).send(new CreateMultipartUploadCommand({ Bucket: 'imaging-mp', Key: 'ct/aborted.bin' }));
+    await s3(n[1]).send(new UploadPartCommand({ Bucket: 'imaging-mp', Key: 'ct/aborted.bin', UploadId: second.UploadId, PartNumber: 1, Body: crypto.randomBytes(1000) }));
+    await s3(n[3]).send(new AbortMultipartUploadCommand({ Bucket: 'imaging-mp', Key: 'ct/aborted.bin', UploadId: second.UploadId }));
+    await assert.rejects(s3(n[4]).send(new ListPartsCommand({ Bucket: 'imaging-mp', Key: 'ct/aborted.bin', UploadId: second.UploadId })), (e: { name: string }) => e.name === 'NoSuchUpload');
   });
 });

@@ -3,7 +3,8 @@
 // change is written to a majority of the replicas before it is acknowledged (docs/decisions/0014).
 import type { BlobStore } from '../blocks/blob-store';
 import type { BucketReplicaRecord, MetaStore } from '../meta/meta-store';
-import type { BucketRecord } from '../meta/types';
+import type { BucketRecord, PartRecord, UploadRecord } from '../meta/types';
+import { gridUploadId, UploadHome } from './upload-home';
 import type { BlobBackend } from '../model/blob-backend';
 import { Store } from '../model/store';
 import { RpcError, RpcRoute } from '../rpc';
@@ -16,6 +17,8 @@ import type { MetaReplica } from './meta-replica';
 import { majority, VersionRecord } from './records';
 
 export const BUCKETS_PATH = '/_rpc/buckets';
+/** Operations on an upload that may have been started through another gateway. */
+const MULTIPART_OPERATIONS = new Set(['UploadPart', 'UploadPartCopy', 'CompleteMultipartUpload', 'AbortMultipartUpload', 'ListParts']);
 const LIST_OPERATIONS = new Set(['ListObjects', 'ListObjectsV2', 'ListObjectVersions', 'ListMultipartUploads', 'DeleteBucket']);
 /** Operations on one key whose handler reads the key's versions. */
 const KEY_OPERATIONS = new Set([
@@ -37,6 +40,7 @@ export class GridStore extends Store {
   private readonly grid: GridRuntime;
   private readonly quorum: MetaQuorum;
   private readonly replica: MetaReplica;
+  private readonly uploads: UploadHome;
   private readonly glog: Logger;
   private timer: NodeJS.Timeout | undefined;
   private passRunning = false;
@@ -51,12 +55,14 @@ export class GridStore extends Store {
     this.replica = deps.replica;
     this.glog = deps.logger;
     this.intervalMs = deps.antiEntropyIntervalMs ?? 3_000;
+    this.uploads = new UploadHome(meta, deps.grid.layout, deps.grid, deps.logger);
     meta.enableReplication(() => clock.now());
   }
 
   /** RPC routes: buckets are kept on every node. */
   routes(): RpcRoute[] {
     return [
+      ...this.uploads.routes(),
       { method: 'GET', path: BUCKETS_PATH, handler: () => ({ records: this.meta.bucketRecords() }) },
       {
         method: 'POST', path: BUCKETS_PATH, handler: async (req) => {
@@ -81,8 +87,10 @@ export class GridStore extends Store {
     this.timer = undefined;
   }
 
-  override async prepare(operation: string, bucket?: string, key?: string, headers?: Record<string, string | string[] | undefined>): Promise<void> {
+  override async prepare(operation: string, bucket?: string, key?: string, headers?: Record<string, string | string[] | undefined>, query?: ReadonlyMap<string, string>): Promise<void> {
     if (bucket === undefined) return;
+    const uploadId = query?.get('uploadId');
+    if (uploadId !== undefined && MULTIPART_OPERATIONS.has(operation)) await this.uploads.fetch(uploadId);
     if (key !== undefined && KEY_OPERATIONS.has(operation)) await this.syncKey(bucket, key);
     if (LIST_OPERATIONS.has(operation) && this.meta.getBucket(bucket)) await this.syncBucket(bucket);
     const source = copySource(headers?.['x-amz-copy-source']);
@@ -104,6 +112,14 @@ export class GridStore extends Store {
       if (!this.quorum.replicas(bucket).some((n) => n.id === this.grid.layout.nodeId)) this.meta.forgetKey(bucket, key);
       throw e;
     }
+  }
+
+  protected override newUploadId(): string {
+    return gridUploadId(this.grid.layout.nodeId);
+  }
+
+  protected override async replicateUpload(u: UploadRecord, change: 'part' | 'gone', part?: PartRecord): Promise<void> {
+    await this.uploads.push(u, change, part);
   }
 
   protected override async replicateBucket(name: string): Promise<void> {

@@ -290,7 +290,7 @@ export class Store {
   async createUpload(bucket: BucketRecord, key: string, owner: string, attrs: ObjectAttributes, checksum?: { algorithm: ChecksumAlgorithm; type: 'FULL_OBJECT' | 'COMPOSITE' }): Promise<UploadRecord> {
     this.assertLockAttrs(bucket, attrs);
     const u: UploadRecord = {
-      uploadId: newUploadId(), bucket: bucket.name, key, owner, initiatedMs: this.nowMs(),
+      uploadId: this.newUploadId(), bucket: bucket.name, key, owner, initiatedMs: this.nowMs(),
       contentType: attrs.contentType, headers: attrs.headers, userMeta: attrs.userMeta, tags: attrs.tags,
       checksumAlgorithm: checksum?.algorithm, checksumType: checksum?.type,
       retention: attrs.retention, legalHold: attrs.legalHold ?? false,
@@ -324,6 +324,7 @@ export class Store {
       throw e;
     }
     await this.meta.sync();
+    await this.replicateUpload(u, 'part', part);
     if (replaced?.blob) this.freeBlobs(place, [replaced.blob]);
     return part;
   }
@@ -390,6 +391,7 @@ export class Store {
         },
         keepBlobsOnFailure: true,
       });
+    await this.replicateUpload(u, 'gone');
     this.freeBlobs({ bucket: u.bucket, key: u.key }, unused.flatMap((p) => (p.blob ? [p.blob] : [])));
     return v;
   }
@@ -397,6 +399,7 @@ export class Store {
   async abortUpload(u: UploadRecord): Promise<void> {
     const parts = this.meta.transaction(() => this.meta.deleteUpload(u.uploadId));
     await this.meta.sync();
+    await this.replicateUpload(u, 'gone');
     this.freeBlobs({ bucket: u.bucket, key: u.key }, parts.flatMap((p) => (p.blob ? [p.blob] : [])));
   }
 
@@ -492,10 +495,18 @@ export class Store {
    * Runs before an S3 request is handled, with the operation and its bucket and key: a grid brings the
    * local metadata of that key (or that bucket, for listings) up to date from its replicas first.
    */
-  async prepare(_operation: string, _bucket?: string, _key?: string, _headers?: Record<string, string | string[] | undefined>): Promise<void> {}
+  async prepare(_operation: string, _bucket?: string, _key?: string, _headers?: Record<string, string | string[] | undefined>, _query?: ReadonlyMap<string, string>): Promise<void> {}
 
   /** Runs once a change of the key's versions is durable here, before it is acknowledged. */
   protected async replicateKey(_bucket: string, _key: string): Promise<void> {}
+
+  /** A new multipart upload id (a grid names the node that keeps the upload in it). */
+  protected newUploadId(): string {
+    return newUploadId();
+  }
+
+  /** Runs once a part was stored, or the upload completed or aborted, here, before it is acknowledged. */
+  protected async replicateUpload(_u: UploadRecord, _change: 'part' | 'gone', _part?: PartRecord): Promise<void> {}
 
   /** Runs once a bucket was created, changed or deleted here, before it is acknowledged. */
   protected async replicateBucket(_name: string): Promise<void> {}

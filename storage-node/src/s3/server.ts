@@ -182,7 +182,7 @@ async function handle(ctx: S3Context, overloaded: boolean, maxSkewMs: number | u
     if (ctx.bucket !== undefined) validateBucketName(ctx.bucket, r.operation === 'CreateBucket');
     if (ctx.key !== undefined) validateKey(ctx.key);
     ctx.versionId = ctx.query.get('versionId');
-    await ctx.svc.store.prepare(r.operation, ctx.bucket, ctx.key, ctx.req.headers);
+    await ctx.svc.store.prepare(r.operation, ctx.bucket, ctx.key, ctx.req.headers, ctx.query);
     await r.handler(ctx);
   } catch (err) {
     sendError(ctx, err, log);
