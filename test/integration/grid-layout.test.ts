@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { ListBucketsCommand } from '@aws-sdk/client-s3';
+import { META_PATHS } from '../../storage-node/src/cluster/meta-replica';
+import { RpcClient, RpcError } from '../../storage-node/src/rpc';
 import { applyLayout, layoutOf, startGridNodes, TestGrid } from '../helpers/grid';
 import { cleanupAllNodes, waitFor } from '../helpers/node-process';
 import { errorCode, send } from '../helpers/signed-http';
@@ -27,6 +29,17 @@ describe('grid: layout applied through the admin API and passed on between nodes
     assert.equal(err.$metadata?.httpStatusCode, 503);
     assert.equal(err.name, 'ServiceUnavailable');
     assert.match(err.message, /layout/);
+  });
+
+  it('refuses to serve data to its peers too until it has a layout, and says why', async () => {
+    const [a] = grid.nodes;
+    const rpc = new RpcClient({ nodeId: grid.nodes[1].nodeId, secrets: { current: grid.secret } });
+    try {
+      await assert.rejects(rpc.call({ id: a.nodeId, address: `${a.host}:${a.rpcPort}` }, 'POST', META_PATHS.key, { bucket: 'b', key: 'k' }),
+        (e: unknown) => e instanceof RpcError && e.status === 503 && e.code === 'NoLayout' && /no layout/.test(e.message));
+    } finally {
+      rpc.close();
+    }
   });
 
   it('refuses a broken layout with 422 and a readable reason, and an unauthenticated one with 401', async () => {

@@ -4,7 +4,7 @@ import type { GridConfig, NodeConfig } from '../config';
 import type { ApplyLayoutResponse, GetLayoutResponse } from '../admin/api-types';
 import { AdminError, AdminRoute, readJsonBody, sendJson } from '../admin/server';
 import type { Layout } from '../layout/types';
-import { PeerHealth, RpcClient, RpcRoute, RpcServer, startRpcServer } from '../rpc';
+import { PeerHealth, RpcClient, RpcError, RpcRoute, RpcServer, startRpcServer } from '../rpc';
 import type { Logger } from '../util/logger';
 import { LayoutRejectedError, LayoutState } from './layout-state';
 import { Membership } from './membership';
@@ -52,7 +52,15 @@ export async function startGrid(cfg: NodeConfig, grid: GridConfig, log: Logger, 
   });
   membership = new Membership(layout, rpc, { logger: log, gossipIntervalMs: opts.gossipIntervalMs });
   // The server reads this array on every request, so routes added later (addRoutes) are served.
-  const routes: RpcRoute[] = [...membership.routes(), ...(opts.routes ?? [])];
+  // A node serves data to its peers only under a layout: without one it cannot know what it should hold.
+  const needLayout = (r: RpcRoute): RpcRoute => ({
+    ...r,
+    handler: (req, res) => {
+      if (layout.current === undefined) throw new RpcError(503, 'NoLayout', `node ${cfg.node.id} has no layout yet`);
+      return r.handler(req, res);
+    },
+  });
+  const routes: RpcRoute[] = [...membership.routes(), ...(opts.routes ?? []).map(needLayout)];
   const server: RpcServer = await startRpcServer({
     host: grid.rpc.host, port: grid.rpc.port, secrets: grid.secrets, nodeId: cfg.node.id, logger: log,
     maxConcurrent: grid.rpc.maxConcurrent, layoutVersion: () => layout.version,
@@ -103,7 +111,7 @@ export async function startGrid(cfg: NodeConfig, grid: GridConfig, log: Logger, 
   return {
     layout, rpc, membership: m, rpcPort: server.port, unavailable, status, adminRoutes,
     addRoutes: (more) => {
-      routes.push(...more);
+      routes.push(...more.map(needLayout));
     },
     stop: async (deadlineMs: number) => {
       m.stop();
