@@ -16,7 +16,7 @@ import { FORMAT_VERSION, MIGRATIONS, runMigrations } from './schema';
 import { RecordCache } from './record-cache';
 import { liveObjectSource, uploadSource, versionSource } from './sources';
 import type {
-  AccessKeyRecord, BucketRecord, ListObjectsQuery, ListObjectsResult, ListUploadsQuery, ListUploadsResult,
+  AccessKeyRecord, BucketRecord, ConfigAccessKey, ListObjectsQuery, ListObjectsResult, ListUploadsQuery, ListUploadsResult,
   ListVersionsQuery, ListVersionsResult, ObjectVersion, PartRecord, UploadRecord,
 } from './types';
 
@@ -121,13 +121,47 @@ export class MetaStore {
 
   // ---- access keys -------------------------------------------------------------------------------
 
-  upsertAccessKey(k: AccessKeyRecord): void {
+  /**
+   * A key from the node config, at start: created with no grants, or its secret and name updated (its
+   * grants and write time are kept). A key revoked through the admin API stays revoked: false.
+   */
+  upsertAccessKey(k: ConfigAccessKey): boolean {
+    const row = encodeAccessKey({ ...k, grants: [] });
+    this.accessKeyCache.clear();
+    return this.transaction(() => {
+      if (this.stmt('SELECT 1 FROM access_key_tombstones WHERE access_key_id = ?').get(k.accessKeyId)) return false;
+      this.stmt(
+        'INSERT INTO access_keys (access_key_id, secret_access_key, name, created_ms, grants) VALUES (@access_key_id, @secret_access_key, @name, @created_ms, @grants) ' +
+          'ON CONFLICT (access_key_id) DO UPDATE SET secret_access_key = excluded.secret_access_key, name = excluded.name, created_ms = excluded.created_ms',
+      ).run(row);
+      return true;
+    });
+  }
+
+  /** A new key (admin API). False if the id is taken or was revoked: ids are never reused. */
+  createAccessKey(k: AccessKeyRecord): boolean {
     const row = encodeAccessKey(k);
     this.accessKeyCache.clear();
-    this.stmt(
-      'INSERT INTO access_keys (access_key_id, secret_access_key, name, created_ms) VALUES (@access_key_id, @secret_access_key, @name, @created_ms) ' +
-        'ON CONFLICT (access_key_id) DO UPDATE SET secret_access_key = excluded.secret_access_key, name = excluded.name, created_ms = excluded.created_ms',
-    ).run(row);
+    return this.transaction(() => {
+      if (this.accessKeyRecord(k.accessKeyId)) return false;
+      this.stmt(
+        'INSERT INTO access_keys (access_key_id, secret_access_key, name, created_ms, grants, updated_ts) ' +
+          'VALUES (@access_key_id, @secret_access_key, @name, @created_ms, @grants, @updated_ts)',
+      ).run({ ...row, updated_ts: this.accessKeyWriteTs(k.accessKeyId) });
+      return true;
+    });
+  }
+
+  /** Replaces the grants of a key; false if there is no such key. */
+  setAccessKeyGrants(id: string, grants: AccessKeyRecord['grants']): boolean {
+    this.accessKeyCache.clear();
+    return this.transaction(() => {
+      const cur = this.getAccessKey(id);
+      if (!cur) return false;
+      const row = encodeAccessKey({ ...cur, grants });
+      this.stmt('UPDATE access_keys SET grants = ?, updated_ts = ? WHERE access_key_id = ?').run(row.grants, this.accessKeyWriteTs(id), id);
+      return true;
+    });
   }
 
   /** The returned record is frozen (it may be shared through the cache). */
@@ -144,9 +178,68 @@ export class MetaStore {
     return (this.stmt('SELECT * FROM access_keys ORDER BY access_key_id').all() as AccessKeyRow[]).map(decodeAccessKey);
   }
 
+  /**
+   * Revokes a key: the row goes and a tombstone stays (stand-alone too), so that neither a peer that
+   * missed the revocation nor the node config at the next start brings the key back.
+   */
   deleteAccessKey(id: string): boolean {
     this.accessKeyCache.clear();
-    return this.stmt('DELETE FROM access_keys WHERE access_key_id = ?').run(id).changes > 0;
+    return this.transaction(() => {
+      const ts = this.accessKeyWriteTs(id);
+      const deleted = this.stmt('DELETE FROM access_keys WHERE access_key_id = ?').run(id).changes > 0;
+      if (deleted) {
+        this.stmt('INSERT INTO access_key_tombstones (access_key_id, updated_ts) VALUES (?, ?) ON CONFLICT (access_key_id) DO UPDATE SET updated_ts = excluded.updated_ts')
+          .run(id, ts);
+      }
+      return deleted;
+    });
+  }
+
+  /** The write time of a key change: newer than anything held for that id (a grid's clock, else held + 1). */
+  private accessKeyWriteTs(id: string): number {
+    const held = this.accessKeyRecord(id)?.updatedTs ?? 0;
+    return Math.max(this.replicationClock?.() ?? 0, held + 1);
+  }
+
+  /** Every access key and key tombstone with its write time: what nodes exchange to agree on keys. */
+  accessKeyRecords(): AccessKeyReplicaRecord[] {
+    const live = (this.stmt('SELECT * FROM access_keys ORDER BY access_key_id').all() as (AccessKeyRow & { updated_ts: number })[])
+      .map((r): AccessKeyReplicaRecord => ({ accessKeyId: r.access_key_id, updatedTs: r.updated_ts, key: decodeAccessKey(r) }));
+    const dead = (this.stmt('SELECT access_key_id, updated_ts FROM access_key_tombstones ORDER BY access_key_id').all() as { access_key_id: string; updated_ts: number }[])
+      .map((r): AccessKeyReplicaRecord => ({ accessKeyId: r.access_key_id, updatedTs: r.updated_ts }));
+    return [...live, ...dead];
+  }
+
+  accessKeyRecord(id: string): AccessKeyReplicaRecord | undefined {
+    const r = this.stmt('SELECT * FROM access_keys WHERE access_key_id = ?').get(id) as (AccessKeyRow & { updated_ts: number }) | undefined;
+    if (r) return { accessKeyId: id, updatedTs: r.updated_ts, key: decodeAccessKey(r) };
+    const t = this.stmt('SELECT updated_ts FROM access_key_tombstones WHERE access_key_id = ?').get(id) as { updated_ts: number } | undefined;
+    return t ? { accessKeyId: id, updatedTs: t.updated_ts } : undefined;
+  }
+
+  /** Takes a key record (or a revocation) if newer than what this node holds; a tombstone wins a tie. */
+  applyAccessKey(rec: AccessKeyReplicaRecord): boolean {
+    if (!Number.isSafeInteger(rec.updatedTs) || rec.updatedTs < 0) throw new RangeError(`updatedTs must be an integer ≥ 0, got ${rec.updatedTs}`);
+    this.accessKeyCache.clear();
+    return this.transaction(() => {
+      const held = this.accessKeyRecord(rec.accessKeyId);
+      if (held && !replicaRecordWins(rec.updatedTs, rec.key === undefined, held.updatedTs, held.key === undefined)) return false;
+      if (rec.key) {
+        const row = encodeAccessKey({ ...rec.key, accessKeyId: rec.accessKeyId });
+        this.stmt('DELETE FROM access_key_tombstones WHERE access_key_id = ?').run(rec.accessKeyId);
+        this.stmt(
+          'INSERT INTO access_keys (access_key_id, secret_access_key, name, created_ms, grants, updated_ts) ' +
+            'VALUES (@access_key_id, @secret_access_key, @name, @created_ms, @grants, @updated_ts) ' +
+            'ON CONFLICT (access_key_id) DO UPDATE SET secret_access_key = excluded.secret_access_key, name = excluded.name, ' +
+            'created_ms = excluded.created_ms, grants = excluded.grants, updated_ts = excluded.updated_ts',
+        ).run({ ...row, updated_ts: rec.updatedTs });
+      } else {
+        this.stmt('DELETE FROM access_keys WHERE access_key_id = ?').run(rec.accessKeyId);
+        this.stmt('INSERT INTO access_key_tombstones (access_key_id, updated_ts) VALUES (?, ?) ON CONFLICT (access_key_id) DO UPDATE SET updated_ts = excluded.updated_ts')
+          .run(rec.accessKeyId, rec.updatedTs);
+      }
+      return true;
+    });
   }
 
   // ---- buckets -----------------------------------------------------------------------------------
@@ -157,8 +250,8 @@ export class MetaStore {
     this.bucketCache.clear();
     return this.transaction(() => {
       const created = this.stmt(
-        'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags, updated_ts) ' +
-          'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags, @updated_ts) ON CONFLICT (name) DO NOTHING',
+        'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags, policy, updated_ts) ' +
+          'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags, @policy, @updated_ts) ON CONFLICT (name) DO NOTHING',
       ).run({ ...row, updated_ts: this.bucketWriteTs(b.name) }).changes === 1;
       if (created) this.stmt('DELETE FROM bucket_tombstones WHERE name = ?').run(b.name);
       return created;
@@ -187,7 +280,7 @@ export class MetaStore {
   }
 
   /** A field present in `patch` with value undefined is removed (e.g. lockDefault, tags). */
-  updateBucket(name: string, patch: Partial<Omit<BucketRecord, 'name' | 'owner' | 'createdMs'>>): void {
+  updateBucket(name: string, patch: Partial<Omit<BucketRecord, 'name' | 'owner' | 'createdMs' | 'policy'>>): void {
     this.bucketCache.clear();
     this.transaction(() => {
       const cur = this.getBucket(name);
@@ -285,15 +378,16 @@ export class MetaStore {
     this.bucketCache.clear();
     return this.transaction(() => {
       const held = this.bucketRecord(rec.name);
-      if (held && (held.updatedTs > rec.updatedTs || (held.updatedTs === rec.updatedTs && (held.bucket === undefined || rec.bucket !== undefined)))) return false;
+      if (held && !replicaRecordWins(rec.updatedTs, rec.bucket === undefined, held.updatedTs, held.bucket === undefined)) return false;
       if (rec.bucket) {
         const row = encodeBucket({ ...rec.bucket, name: rec.name });
         this.stmt('DELETE FROM bucket_tombstones WHERE name = ?').run(rec.name);
         this.stmt(
-          'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags, updated_ts) ' +
-            'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags, @updated_ts) ' +
+          'INSERT INTO buckets (name, owner, created_ms, region, versioning, object_lock, lock_default, tags, policy, updated_ts) ' +
+            'VALUES (@name, @owner, @created_ms, @region, @versioning, @object_lock, @lock_default, @tags, @policy, @updated_ts) ' +
             'ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, created_ms = excluded.created_ms, region = excluded.region, ' +
-            'versioning = excluded.versioning, object_lock = excluded.object_lock, lock_default = excluded.lock_default, tags = excluded.tags, updated_ts = excluded.updated_ts',
+            'versioning = excluded.versioning, object_lock = excluded.object_lock, lock_default = excluded.lock_default, tags = excluded.tags, ' +
+            'policy = excluded.policy, updated_ts = excluded.updated_ts',
         ).run({ ...row, updated_ts: rec.updatedTs });
       } else {
         this.stmt('DELETE FROM versions WHERE bucket = ?').run(rec.name);
@@ -690,4 +784,17 @@ export interface BucketReplicaRecord {
   name: string;
   updatedTs: number;
   bucket?: BucketRecord;
+}
+
+/** An access key as nodes exchange it: the record, or (no `key`) a revocation, with its write time. */
+export interface AccessKeyReplicaRecord {
+  accessKeyId: string;
+  updatedTs: number;
+  key?: AccessKeyRecord;
+}
+
+/** Last writer wins between nodes; on equal times a tombstone beats a record (so a revocation is final). */
+function replicaRecordWins(ts: number, isTombstone: boolean, heldTs: number, heldIsTombstone: boolean): boolean {
+  if (ts !== heldTs) return ts > heldTs;
+  return isTombstone && !heldIsTombstone;
 }

@@ -1,5 +1,6 @@
 import type { AccessKeyRecord, BlobRef, BucketRecord, ObjectVersion, PartRecord, RetentionMode, UploadRecord } from './types';
 import { assertKey } from './keys';
+import { grantProblems } from './grants';
 
 /**
  * Records ⇄ sqlite rows. Invariants are asserted on the way in (before writing) and the shape is checked
@@ -101,6 +102,7 @@ export interface BucketRow {
   object_lock: number;
   lock_default: string | null;
   tags: string | null;
+  policy: string | null;
 }
 
 export interface AccessKeyRow {
@@ -108,6 +110,7 @@ export interface AccessKeyRow {
   secret_access_key: string;
   name: string;
   created_ms: number;
+  grants: string;
 }
 
 // ---- assertions ------------------------------------------------------------------------------------
@@ -329,6 +332,7 @@ export function encodeBucket(b: BucketRecord): BucketRow {
     assert((d.days === undefined) !== (d.years === undefined), 'lock default has exactly one of days and years');
   }
   if (b.tags) assertTags(b.tags);
+  if (b.policy !== undefined) assertId('bucket policy', b.policy);
   return {
     name: b.name,
     owner: b.owner,
@@ -338,6 +342,7 @@ export function encodeBucket(b: BucketRecord): BucketRow {
     object_lock: b.objectLockEnabled ? 1 : 0,
     lock_default: b.lockDefault ? json('lockDefault', b.lockDefault) : null,
     tags: b.tags ? json('tags', b.tags) : null,
+    policy: b.policy ?? null,
   };
 }
 
@@ -352,6 +357,7 @@ export function decodeBucket(r: BucketRow): BucketRecord {
   };
   if (r.lock_default !== null) b.lockDefault = JSON.parse(r.lock_default);
   if (r.tags !== null) b.tags = JSON.parse(r.tags);
+  if (r.policy !== null) b.policy = r.policy;
   return b;
 }
 
@@ -360,9 +366,16 @@ export function encodeAccessKey(k: AccessKeyRecord): AccessKeyRow {
   assertId('secretAccessKey', k.secretAccessKey);
   assert(typeof k.name === 'string', 'access key name must be a string');
   assertCount('createdMs', k.createdMs);
-  return { access_key_id: k.accessKeyId, secret_access_key: k.secretAccessKey, name: k.name, created_ms: k.createdMs };
+  const problems = grantProblems(k.grants);
+  assert(problems.length === 0, `access key grants: ${problems.join('; ')}`);
+  return {
+    access_key_id: k.accessKeyId, secret_access_key: k.secretAccessKey, name: k.name, created_ms: k.createdMs,
+    grants: json('grants', k.grants.map((g) => ({ bucket: g.bucket, access: g.access }))),
+  };
 }
 
 export function decodeAccessKey(r: AccessKeyRow): AccessKeyRecord {
-  return { accessKeyId: r.access_key_id, secretAccessKey: r.secret_access_key, name: r.name, createdMs: r.created_ms };
+  const grants = JSON.parse(r.grants) as AccessKeyRecord['grants'];
+  assert(grantProblems(grants).length === 0, `stored grants of ${r.access_key_id} are well formed`);
+  return { accessKeyId: r.access_key_id, secretAccessKey: r.secret_access_key, name: r.name, createdMs: r.created_ms, grants };
 }

@@ -162,7 +162,27 @@ CREATE TABLE bucket_tombstones (
 ) STRICT, WITHOUT ROWID;
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ to: 1, sql: V1 }, { to: 2, sql: V2 }, { to: 3, sql: V3 }];
+/**
+ * Version 4: access keys with grants, kept on every node of a grid like buckets, and buckets bound to a
+ * replication policy (docs/decisions/0015-access-grants.md).
+ * - access_keys.grants: JSON list of {bucket (name or glob), access: read|write|owner}; keys written
+ *   before have none (they use the buckets they own, as before).
+ * - access_keys.updated_ts and access_key_tombstones: last writer wins between nodes, as for buckets. A
+ *   revoked key leaves a tombstone on every node, stand-alone too, so that neither a peer that missed the
+ *   revocation nor the node config at the next start brings it back.
+ * - buckets.policy: the name of a layout policy bound to the bucket (NULL: the policy globs decide).
+ */
+const V4 = `
+ALTER TABLE access_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE access_keys ADD COLUMN updated_ts INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE access_key_tombstones (
+  access_key_id TEXT PRIMARY KEY,
+  updated_ts INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+ALTER TABLE buckets ADD COLUMN policy TEXT;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ to: 1, sql: V1 }, { to: 2, sql: V2 }, { to: 3, sql: V3 }, { to: 4, sql: V4 }];
 
 /** The format this software writes. */
 export const FORMAT_VERSION = MIGRATIONS[MIGRATIONS.length - 1].to;

@@ -5,12 +5,26 @@ import type { ChecksumAlgorithm } from '../util/checksum';
 export type VersioningState = 'Unversioned' | 'Enabled' | 'Suspended';
 export type RetentionMode = 'GOVERNANCE' | 'COMPLIANCE';
 
+/** How far a grant reaches: read (GET, HEAD, listings), write (also object changes), owner (also bucket settings). */
+export type GrantAccess = 'read' | 'write' | 'owner';
+
+/** Access to the buckets whose name matches `bucket` (a name, or a glob with `*` and `?`). */
+export interface AccessGrant {
+  bucket: string;
+  access: GrantAccess;
+}
+
 export interface AccessKeyRecord {
   accessKeyId: string;
   secretAccessKey: string;
   name: string;
   createdMs: number;
+  /** Buckets this key may use besides the ones it owns (docs/decisions/0015-access-grants.md). */
+  grants: AccessGrant[];
 }
+
+/** An access key as the node config declares it: no grants (it uses the buckets it creates). */
+export type ConfigAccessKey = Omit<AccessKeyRecord, 'grants'>;
 
 export interface BucketRecord {
   name: string;
@@ -24,6 +38,8 @@ export interface BucketRecord {
   lockDefault?: { mode: RetentionMode; days?: number; years?: number };
   /** Bucket tagging, in the order given. */
   tags?: [string, string][];
+  /** A replication policy of the layout bound to the bucket: its data is placed by it whatever the globs say. */
+  policy?: string;
 }
 
 export interface ObjectChecksum {
