@@ -8,6 +8,8 @@ import type { BlobRef } from '../meta/types';
 export interface BlobPlace {
   bucket: string;
   key: string;
+  /** The replication policy bound to the bucket, if any: it places the data whatever the globs say. */
+  policy?: string;
 }
 
 /** A blob being written: bytes in, then commit() (durable where the policy says) or abort(). */

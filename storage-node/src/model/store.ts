@@ -7,8 +7,9 @@ import { pump } from '../util/streams';
 import type { MetaStore } from '../meta/meta-store';
 import type { BlobStore } from '../blocks/blob-store';
 import type { BlobBackend, BlobPlace } from './blob-backend';
+import { grantedAccess } from '../meta/grants';
 import type {
-  BlobRef, BucketRecord, ObjectVersion, PartRecord, RetentionMode, UploadRecord,
+  AccessGrant, AccessKeyRecord, BlobRef, BucketRecord, GrantAccess, ObjectVersion, VersioningState, PartRecord, RetentionMode, UploadRecord,
   ListObjectsQuery, ListObjectsResult, ListVersionsQuery, ListVersionsResult, ListUploadsQuery, ListUploadsResult,
 } from '../meta/types';
 import { S3Error } from '../s3/error';
@@ -24,6 +25,16 @@ export const LIMITS = {
   maxParts: 10_000,
   maxTags: 10,
 } as const;
+
+/** The owner of a bucket created through the admin API without one: no key owns it, grants give access. */
+export const ADMIN_OWNER = 'archipel:admin';
+
+export interface BucketOptions {
+  /** Default: Enabled with object lock, else Unversioned. Object lock needs Enabled. */
+  versioning?: VersioningState;
+  /** A policy of the layout bound to the bucket (the caller checks that the layout has it). */
+  policy?: string;
+}
 
 export interface ObjectAttributes {
   contentType?: string;
@@ -67,20 +78,66 @@ export class Store {
     return this.meta.getAccessKey(accessKeyId)?.secretAccessKey;
   }
 
+  /** The record is frozen; it carries the secret, which never leaves the node but to its peers. */
+  accessKey(accessKeyId: string): AccessKeyRecord | undefined {
+    return this.meta.getAccessKey(accessKeyId);
+  }
+
+  listAccessKeys(): AccessKeyRecord[] {
+    return this.meta.listAccessKeys();
+  }
+
+  /** What a key may do on a bucket: everything on the buckets it owns, else what its grants say. */
+  bucketAccess(b: BucketRecord, accessKeyId: string): GrantAccess | undefined {
+    if (b.owner === accessKeyId) return 'owner';
+    const k = this.meta.getAccessKey(accessKeyId);
+    return k ? grantedAccess(k.grants, b.name) : undefined;
+  }
+
+  /** False if the id is taken or was revoked. Durable and replicated before it resolves. */
+  async createAccessKey(k: AccessKeyRecord): Promise<boolean> {
+    if (!this.meta.createAccessKey(k)) return false;
+    await this.meta.sync();
+    await this.replicateAccessKey(k.accessKeyId);
+    this.log.info('access key created', { accessKeyId: k.accessKeyId, grants: k.grants.length });
+    return true;
+  }
+
+  /** False if there is no such key. */
+  async setAccessKeyGrants(accessKeyId: string, grants: AccessGrant[]): Promise<boolean> {
+    if (!this.meta.setAccessKeyGrants(accessKeyId, grants)) return false;
+    await this.meta.sync();
+    await this.replicateAccessKey(accessKeyId);
+    this.log.info('access key grants changed', { accessKeyId, grants: grants.length });
+    return true;
+  }
+
+  /** False if there is no such key. The key stops working here at once, on the other nodes once replicated. */
+  async revokeAccessKey(accessKeyId: string): Promise<boolean> {
+    if (!this.meta.deleteAccessKey(accessKeyId)) return false;
+    await this.meta.sync();
+    await this.replicateAccessKey(accessKeyId);
+    this.log.info('access key revoked', { accessKeyId });
+    return true;
+  }
+
   // ---- buckets -----------------------------------------------------------------------------------
 
-  async createBucket(name: string, owner: string, region: string, objectLock: boolean): Promise<void> {
+  async createBucket(name: string, owner: string, region: string, objectLock: boolean, opts: BucketOptions = {}): Promise<BucketRecord> {
     const existing = this.meta.getBucket(name);
     if (existing) throw new S3Error(existing.owner === owner ? 'BucketAlreadyOwnedByYou' : 'BucketAlreadyExists', undefined, { BucketName: name });
+    const versioning = opts.versioning ?? (objectLock ? 'Enabled' : 'Unversioned');
+    if (objectLock && versioning !== 'Enabled') throw new S3Error('InvalidBucketState', 'Object lock needs versioning Enabled.');
     const rec: BucketRecord = {
-      name, owner, region, createdMs: this.nowMs(),
-      versioning: objectLock ? 'Enabled' : 'Unversioned',
+      name, owner, region, createdMs: this.nowMs(), versioning,
       objectLockEnabled: objectLock,
     };
+    if (opts.policy !== undefined) rec.policy = opts.policy;
     if (!this.meta.createBucket(rec)) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name });
     await this.meta.sync();
     await this.replicateBucket(name);
-    this.log.info('bucket created', { bucket: name, owner, objectLock });
+    this.log.info('bucket created', { bucket: name, owner, objectLock, versioning, policy: opts.policy });
+    return rec;
   }
 
   getBucket(name: string): BucketRecord {
@@ -89,12 +146,18 @@ export class Store {
     return b;
   }
 
-  listBuckets(owner: string): BucketRecord[] {
-    return this.meta.listBuckets().filter((b) => b.owner === owner);
+  /** The buckets a key owns or has a grant on, by name. */
+  listBuckets(accessKeyId: string): BucketRecord[] {
+    return this.meta.listBuckets().filter((b) => this.bucketAccess(b, accessKeyId) !== undefined);
+  }
+
+  /** Every bucket, by name (admin API). */
+  listAllBuckets(): BucketRecord[] {
+    return this.meta.listBuckets();
   }
 
   async deleteBucket(name: string): Promise<void> {
-    this.getBucket(name);
+    const { policy } = this.getBucket(name);
     const parts = this.meta.transaction(() => {
       if (this.meta.bucketHasObjects(name)) throw new S3Error('BucketNotEmpty', undefined, { BucketName: name });
       const uploads = this.meta.listUploads(name, { prefix: '', maxUploads: 100_000 }).uploads;
@@ -105,7 +168,8 @@ export class Store {
     });
     await this.meta.sync();
     await this.replicateBucket(name);
-    for (const f of parts) this.freeBlobs({ bucket: name, key: f.key }, f.parts.flatMap((p) => (p.blob ? [p.blob] : [])));
+    // The bucket is gone: its bound policy comes from the record read before.
+    for (const f of parts) this.freeBlobs(policy === undefined ? { bucket: name, key: f.key } : { bucket: name, key: f.key, policy }, f.parts.flatMap((p) => (p.blob ? [p.blob] : [])));
     this.log.info('bucket deleted', { bucket: name });
   }
 
@@ -152,7 +216,7 @@ export class Store {
 
   async putObject(bucket: BucketRecord, key: string, owner: string, body: BodyInput, attrs: ObjectAttributes, cond: WriteConditions = {}): Promise<ObjectVersion> {
     this.checkWriteConditions(bucket.name, key, cond);
-    const { ref, digests } = await this.writeBlob(body, { bucket: bucket.name, key });
+    const { ref, digests } = await this.writeBlob(body, this.placeOf(bucket.name, key));
     return this.commitVersion(bucket, key, owner, attrs, cond, {
       size: digests.sizeBytes,
       etag: digests.md5Hex,
@@ -184,7 +248,7 @@ export class Store {
     const start = range?.start ?? 0;
     const end = range?.endInclusive ?? v.size - 1;
     const blobs = this.blobs;
-    const place: BlobPlace = { bucket: v.bucket, key: v.key };
+    const place = this.placeOf(v.bucket, v.key);
     async function* gen(): AsyncGenerator<Buffer> {
       let offset = 0;
       for (const b of v.blobs) {
@@ -216,7 +280,7 @@ export class Store {
       if (!removed) return { versionId, deleteMarker: false };
       await this.meta.sync();
       await this.replicateKey(bucket.name, key);
-      this.freeBlobs({ bucket: bucket.name, key }, removed.blobs);
+      this.freeBlobs(this.placeOf(bucket.name, key), removed.blobs);
       return { versionId, deleteMarker: removed.deleteMarker };
     }
     if (bucket.versioning === 'Unversioned') {
@@ -229,7 +293,7 @@ export class Store {
       if (removed) {
         await this.meta.sync();
         await this.replicateKey(bucket.name, key);
-        this.freeBlobs({ bucket: bucket.name, key }, removed.blobs);
+        this.freeBlobs(this.placeOf(bucket.name, key), removed.blobs);
       }
       return { deleteMarker: false };
     }
@@ -307,7 +371,7 @@ export class Store {
   }
 
   async uploadPart(u: UploadRecord, partNumber: number, body: BodyInput): Promise<PartRecord> {
-    const place: BlobPlace = { bucket: u.bucket, key: u.key };
+    const place = this.placeOf(u.bucket, u.key);
     const { ref, digests } = await this.writeBlob(body, place);
     const part: PartRecord = {
       uploadId: u.uploadId, partNumber, size: digests.sizeBytes, etag: digests.md5Hex,
@@ -392,7 +456,7 @@ export class Store {
         keepBlobsOnFailure: true,
       });
     await this.replicateUpload(u, 'gone');
-    this.freeBlobs({ bucket: u.bucket, key: u.key }, unused.flatMap((p) => (p.blob ? [p.blob] : [])));
+    this.freeBlobs(this.placeOf(u.bucket, u.key), unused.flatMap((p) => (p.blob ? [p.blob] : [])));
     return v;
   }
 
@@ -400,7 +464,7 @@ export class Store {
     const parts = this.meta.transaction(() => this.meta.deleteUpload(u.uploadId));
     await this.meta.sync();
     await this.replicateUpload(u, 'gone');
-    this.freeBlobs({ bucket: u.bucket, key: u.key }, parts.flatMap((p) => (p.blob ? [p.blob] : [])));
+    this.freeBlobs(this.placeOf(u.bucket, u.key), parts.flatMap((p) => (p.blob ? [p.blob] : [])));
   }
 
   listUploads(bucket: string, q: ListUploadsQuery): ListUploadsResult {
@@ -480,12 +544,12 @@ export class Store {
         return rec;
       });
     } catch (e) {
-      if (!data.keepBlobsOnFailure) this.freeBlobs({ bucket: bucket.name, key }, data.blobs);
+      if (!data.keepBlobsOnFailure) this.freeBlobs(this.placeOf(bucket.name, key), data.blobs);
       throw e;
     }
     await this.meta.sync();
     await this.replicateKey(bucket.name, key);
-    if (replaced) this.freeBlobs({ bucket: bucket.name, key }, replaced.blobs);
+    if (replaced) this.freeBlobs(this.placeOf(bucket.name, key), replaced.blobs);
     return v;
   }
 
@@ -510,6 +574,18 @@ export class Store {
 
   /** Runs once a bucket was created, changed or deleted here, before it is acknowledged. */
   protected async replicateBucket(_name: string): Promise<void> {}
+
+  /** Runs once an access key was created, changed or revoked here, before it is acknowledged. */
+  protected async replicateAccessKey(_accessKeyId: string): Promise<void> {}
+
+  /**
+   * Where an object's blobs are placed: its bucket and key, and the policy bound to the bucket if any
+   * (the blob backend places the data by it, whatever the layout's globs say).
+   */
+  private placeOf(bucket: string, key: string): BlobPlace {
+    const policy = this.meta.getBucket(bucket)?.policy;
+    return policy === undefined ? { bucket, key } : { bucket, key, policy };
+  }
 
   /** Deletes blobs no longer referenced; failures are logged (the orphan sweep catches them later). */
   private freeBlobs(place: BlobPlace, refs: BlobRef[]): void {

@@ -33,29 +33,29 @@ export const createBucket: Handler = async (ctx) => {
 };
 
 export const headBucket: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   ctx.sendEmpty(200, { 'x-amz-bucket-region': b.region });
 };
 
 export const deleteBucket: Handler = async (ctx) => {
-  ctx.ownBucket();
+  ctx.authorizedBucket();
   await ctx.svc.store.deleteBucket(ctx.bucket!);
   ctx.sendEmpty(204);
 };
 
 export const getLocation: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   // us-east-1 is reported as an empty constraint, as S3 does.
   ctx.sendXml(200, 'LocationConstraint', b.region === 'us-east-1' ? {} : { '#text': b.region });
 };
 
 export const getVersioning: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   ctx.sendXml(200, 'VersioningConfiguration', b.versioning === 'Unversioned' ? {} : { Status: b.versioning });
 };
 
 export const putVersioning: Handler = async (ctx) => {
-  ctx.ownBucket();
+  ctx.authorizedBucket();
   const doc = parseXml((await readSmallBody(ctx, MAX_XML_BODY_BYTES)).toString('utf8'), 'VersioningConfiguration');
   const status = xmlText(doc, 'Status');
   if (status !== 'Enabled' && status !== 'Suspended') throw new S3Error('MalformedXML', 'Status must be Enabled or Suspended.');
@@ -67,7 +67,7 @@ export const putVersioning: Handler = async (ctx) => {
 
 /** Buckets and objects are private to the owning key; the ACL reads as that, and only that can be set. */
 export const getAcl: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   if (ctx.key !== undefined) ctx.svc.store.resolveVersion(b.name, ctx.key, ctx.query.get('versionId'));
   const owner = { ID: b.owner, DisplayName: b.owner };
   ctx.sendXml(200, 'AccessControlPolicy', {
@@ -82,7 +82,7 @@ export const getAcl: Handler = async (ctx) => {
 };
 
 export const putAcl: Handler = async (ctx) => {
-  ctx.ownBucket();
+  ctx.authorizedBucket();
   const acl = ctx.header('x-amz-acl');
   await readSmallBody(ctx, MAX_XML_BODY_BYTES);
   if (acl !== undefined && acl !== 'private') throw new S3Error('NotImplemented', 'Only the private ACL is supported.');
@@ -103,7 +103,7 @@ export function missingConfig(sub: string): Route {
   return {
     operation: m ? m[1] : `GetBucket:${sub}`,
     handler: async (ctx: S3Context) => {
-      ctx.ownBucket();
+      ctx.authorizedBucket();
       if (m) throw new S3Error(m[0], undefined, { BucketName: ctx.bucket! });
       throw new S3Error('NotImplemented', `GetBucket ${sub} is not implemented by Archipel.`);
     },

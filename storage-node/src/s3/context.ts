@@ -3,7 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../util/logger';
 import type { Store } from '../model/store';
 import type { AuthResult } from './auth/sigv4';
-import type { BucketRecord } from '../meta/types';
+import type { BucketRecord, GrantAccess } from '../meta/types';
+import { accessIncludes } from '../meta/grants';
+import { requiredAccess } from './access';
 import { S3Error } from './error';
 import { toXml, XmlObject } from './xml';
 
@@ -69,12 +71,17 @@ export class S3Context {
     return this.query.has(q);
   }
 
-  /** The bucket of this request, which must exist and belong to the caller. */
-  ownBucket(): BucketRecord {
+  /** The bucket of this request, which must exist and on which the caller has the access the operation needs. */
+  authorizedBucket(): BucketRecord {
     if (!this.bucket) throw new S3Error('InvalidRequest', 'A bucket is required.');
     const b = this.svc.store.getBucket(this.bucket);
-    if (b.owner !== this.accessKey) throw new S3Error('AccessDenied');
+    this.requireAccess(b, requiredAccess(this.operation));
     return b;
+  }
+
+  /** AccessDenied unless the caller owns the bucket or a grant gives it at least `need` on it. */
+  requireAccess(b: BucketRecord, need: GrantAccess): void {
+    if (!accessIncludes(this.svc.store.bucketAccess(b, this.accessKey), need)) throw new S3Error('AccessDenied');
   }
 
   requireKey(): string {

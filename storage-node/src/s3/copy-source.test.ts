@@ -37,6 +37,11 @@ class FakeStore {
     { name: 'src', owner: 'AKOWNER', createdMs: 0, region: 'us-east-1', versioning: 'Enabled', objectLockEnabled: false },
     { name: 'theirs', owner: 'AKOTHER', createdMs: 0, region: 'us-east-1', versioning: 'Unversioned', objectLockEnabled: false },
   ];
+  /** Owners only, as a key without grants. */
+  bucketAccess(b: BucketRecord, accessKeyId: string): 'owner' | undefined {
+    return b.owner === accessKeyId ? 'owner' : undefined;
+  }
+
   getBucket(name: string): BucketRecord {
     const b = this.buckets.find((x) => x.name === name);
     if (!b) throw new S3Error('NoSuchBucket');

@@ -97,12 +97,12 @@ export function checkCopySourceConditions(ctx: S3Context, v: ObjectVersion): voi
 }
 
 /**
- * The source version a copy reads: the caller must own the source bucket, a delete marker is refused as S3
+ * The source version a copy reads: the caller needs read access to the source bucket, a delete marker is refused as S3
  * refuses it, and the x-amz-copy-source-if-* conditions hold.
  */
 export function resolveCopySource(ctx: S3Context, src: CopySource = parseCopySource(ctx)): { bucket: BucketRecord; version: ObjectVersion } {
   const bucket = ctx.svc.store.getBucket(src.bucket);
-  if (bucket.owner !== ctx.accessKey) throw new S3Error('AccessDenied');
+  ctx.requireAccess(bucket, 'read');
   let version: ObjectVersion;
   try {
     version = ctx.svc.store.resolveVersion(src.bucket, src.key, src.versionId);

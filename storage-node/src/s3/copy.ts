@@ -101,7 +101,7 @@ function copyRequest(ctx: S3Context): CopyRequest {
 }
 
 export const copyObject: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const r = copyRequest(ctx);
   const cond = writeConditions(ctx);

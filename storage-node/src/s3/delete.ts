@@ -3,17 +3,21 @@ import type { Handler, S3Context } from './context';
 import { readSmallBody } from './body';
 import { parseXml, xmlList, xmlText, MAX_XML_BODY_BYTES, XmlObject } from './xml';
 import { validateKey } from './names';
+import type { BucketRecord } from '../meta/types';
 
 const MAX_BATCH = 1000;
 
-function bypass(ctx: S3Context): boolean {
-  return ctx.header('x-amz-bypass-governance-retention')?.toLowerCase() === 'true';
+/** Bypassing GOVERNANCE retention is an object lock setting: only for keys with owner access to the bucket. */
+function bypass(ctx: S3Context, b: BucketRecord): boolean {
+  const on = ctx.header('x-amz-bypass-governance-retention')?.toLowerCase() === 'true';
+  if (on) ctx.requireAccess(b, 'owner');
+  return on;
 }
 
 export const deleteObject: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
-  const r = await ctx.svc.store.deleteObject(b, key, ctx.query.get('versionId'), ctx.accessKey, bypass(ctx));
+  const r = await ctx.svc.store.deleteObject(b, key, ctx.query.get('versionId'), ctx.accessKey, bypass(ctx, b));
   const h: Record<string, string> = {};
   if (r.versionId !== undefined) h['x-amz-version-id'] = r.versionId;
   if (r.deleteMarker) h['x-amz-delete-marker'] = 'true';
@@ -22,7 +26,7 @@ export const deleteObject: Handler = async (ctx) => {
 };
 
 export const deleteObjects: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const doc = parseXml((await readSmallBody(ctx, MAX_XML_BODY_BYTES)).toString('utf8'), 'Delete');
   const quiet = xmlText(doc, 'Quiet') === 'true';
   const objects = xmlList(doc, 'Object');
@@ -35,7 +39,7 @@ export const deleteObjects: Handler = async (ctx) => {
     if (key === undefined) throw new S3Error('MalformedXML', 'Each Object needs a Key.');
     try {
       validateKey(key);
-      const r = await ctx.svc.store.deleteObject(b, key, versionId, ctx.accessKey, bypass(ctx));
+      const r = await ctx.svc.store.deleteObject(b, key, versionId, ctx.accessKey, bypass(ctx, b));
       ctx.batchOutcomes.push({ key, versionId: r.versionId, status: 204 });
       if (!quiet) {
         const d: XmlObject = { Key: key };

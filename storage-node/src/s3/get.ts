@@ -73,7 +73,7 @@ function partRange(v: ObjectVersion, partNumber: number): { start: number; endIn
 }
 
 async function serve(ctx: S3Context, withBody: boolean): Promise<void> {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const v = ctx.svc.store.resolveVersion(b.name, key, ctx.query.get('versionId'));
   ctx.versionId = v.versionId;

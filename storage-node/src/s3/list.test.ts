@@ -47,6 +47,11 @@ class FakeStore {
   objectsPage: ListObjectsResult = { contents: [], commonPrefixes: [], isTruncated: false };
   versionsPage: ListVersionsResult = { versions: [], commonPrefixes: [], isTruncated: false };
   bucket: BucketRecord = { name: 'b', owner: 'AKOWNER', createdMs: 0, region: 'us-east-1', versioning: 'Enabled', objectLockEnabled: false };
+  /** Owners only, as a key without grants. */
+  bucketAccess(b: BucketRecord, accessKeyId: string): 'owner' | undefined {
+    return b.owner === accessKeyId ? 'owner' : undefined;
+  }
+
   getBucket(name: string): BucketRecord {
     if (name !== this.bucket.name) throw new S3Error('NoSuchBucket');
     return this.bucket;

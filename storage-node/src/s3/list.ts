@@ -198,7 +198,7 @@ function sendRawXml(ctx: S3Context, text: string): void {
 // ---- handlers ----------------------------------------------------------------------------------------
 
 export const listObjectsV2: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const enc = parseEncodingType(ctx.query.get('encoding-type'));
   const maxKeys = parseMaxParam(ctx.query.get('max-keys'), 'max-keys');
   const prefix = nameParam(ctx, 'prefix') ?? '';
@@ -227,7 +227,7 @@ export const listObjectsV2: Handler = async (ctx) => {
 };
 
 export const listObjectsV1: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const enc = parseEncodingType(ctx.query.get('encoding-type'));
   const maxKeys = parseMaxParam(ctx.query.get('max-keys'), 'max-keys');
   const prefix = nameParam(ctx, 'prefix') ?? '';
@@ -250,7 +250,7 @@ export const listObjectsV1: Handler = async (ctx) => {
 };
 
 export const listObjectVersions: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const enc = parseEncodingType(ctx.query.get('encoding-type'));
   const maxKeys = parseMaxParam(ctx.query.get('max-keys'), 'max-keys');
   const prefix = nameParam(ctx, 'prefix') ?? '';

@@ -100,7 +100,7 @@ function bypassGovernance(ctx: S3Context): boolean {
 
 /** Object-level lock calls need a bucket with Object Lock, checked before the object is looked at (as S3 does). */
 function lockBucket(ctx: S3Context): BucketRecord {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   if (!b.objectLockEnabled) throw new S3Error('InvalidRequest', MISSING_LOCK);
   return b;
 }
@@ -116,13 +116,13 @@ function target(ctx: S3Context, b: BucketRecord): ObjectVersion {
 }
 
 export const getBucketLock: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   if (!b.objectLockEnabled) throw new S3Error('ObjectLockConfigurationNotFoundError', undefined, { BucketName: b.name });
   ctx.sendXml(200, 'ObjectLockConfiguration', lockConfigurationXml(b));
 };
 
 export const putBucketLock: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const rule = parseLockConfiguration(await readDoc(ctx, 'ObjectLockConfiguration'));
   // The store refuses (InvalidBucketState) to turn lock on for a bucket whose versioning is not Enabled.
   await ctx.svc.store.setLockConfiguration(b.name, rule);

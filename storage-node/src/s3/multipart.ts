@@ -156,7 +156,7 @@ function checksumHeaders(alg: ChecksumAlgorithm | undefined, value: string | und
 }
 
 export const createUpload: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const attrs = attributesFromHeaders(ctx);
   const checksum = parseUploadChecksum(ctx.header('x-amz-checksum-algorithm'), ctx.header('x-amz-checksum-type'));
@@ -171,7 +171,7 @@ export const createUpload: Handler = async (ctx) => {
 };
 
 export const uploadPart: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const partNumber = parsePartNumber(ctx.query.get('partNumber'));
   // Refusals come before a byte of the body is read.
@@ -184,7 +184,7 @@ export const uploadPart: Handler = async (ctx) => {
 };
 
 export const uploadPartCopy: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const partNumber = parsePartNumber(ctx.query.get('partNumber'));
   const u = uploadOf(ctx, b.name, key);
@@ -224,7 +224,7 @@ async function readCompleteBody(ctx: S3Context): Promise<string> {
 }
 
 export const completeUpload: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const u = uploadOf(ctx, b.name, key);
   const cond = writeConditions(ctx);
@@ -259,7 +259,7 @@ export const completeUpload: Handler = async (ctx) => {
 };
 
 export const abortUpload: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const u = uploadOf(ctx, b.name, key);
   await ctx.svc.store.abortUpload(u);
@@ -267,7 +267,7 @@ export const abortUpload: Handler = async (ctx) => {
 };
 
 export const listParts: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const u = uploadOf(ctx, b.name, key);
   const maxParts = parseMaxParam(ctx.query.get('max-parts'), 'max-parts');
@@ -294,7 +294,7 @@ export const listParts: Handler = async (ctx) => {
 };
 
 export const listUploads: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const enc = parseEncodingType(ctx.query.get('encoding-type'));
   const maxUploads = parseMaxParam(ctx.query.get('max-uploads'), 'max-uploads');
   const prefix = nameParam(ctx, 'prefix') ?? '';

@@ -24,7 +24,7 @@ export function writeResultHeaders(v: ObjectVersion, versioned: boolean): Record
 }
 
 export const putObject: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const attrs = attributesFromHeaders(ctx);
   const cond = writeConditions(ctx);

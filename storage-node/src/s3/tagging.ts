@@ -59,14 +59,14 @@ function versionHeader(b: BucketRecord, v: ObjectVersion): Record<string, string
 }
 
 export const getObjectTagging: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const v = ctx.svc.store.resolveVersion(b.name, ctx.requireKey(), ctx.query.get('versionId'));
   ctx.versionId = v.versionId;
   ctx.sendXml(200, 'Tagging', taggingXml(v.tags), versionHeader(b, v));
 };
 
 export const putObjectTagging: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const key = ctx.requireKey();
   const tags = await readTags(ctx);
   validateObjectTags(tags);
@@ -76,20 +76,20 @@ export const putObjectTagging: Handler = async (ctx) => {
 };
 
 export const deleteObjectTagging: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const v = await ctx.svc.store.setObjectTags(b.name, ctx.requireKey(), ctx.query.get('versionId'), []);
   ctx.versionId = v.versionId;
   ctx.sendEmpty(204, versionHeader(b, v));
 };
 
 export const getBucketTagging: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   if (!b.tags || b.tags.length === 0) throw new S3Error('NoSuchTagSet', undefined, { BucketName: b.name });
   ctx.sendXml(200, 'Tagging', taggingXml(b.tags));
 };
 
 export const putBucketTagging: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   const tags = await readTags(ctx);
   validateBucketTags(tags);
   // An empty set is stored as none, so that it reads back as NoSuchTagSet like a deleted one.
@@ -98,7 +98,7 @@ export const putBucketTagging: Handler = async (ctx) => {
 };
 
 export const deleteBucketTagging: Handler = async (ctx) => {
-  const b = ctx.ownBucket();
+  const b = ctx.authorizedBucket();
   await ctx.svc.store.setBucketTags(b.name, undefined);
   ctx.sendEmpty(204);
 };
