@@ -8,6 +8,7 @@ import { Scrubber } from './blocks/scrubber';
 import { AuditLog } from './audit/audit-log';
 import { NodeMetrics } from './admin/metrics';
 import { startAdminServer, sendJson } from './admin/server';
+import { bucketKeyRoutes } from './admin/bucket-key-routes';
 import { Store } from './model/store';
 import { LocalBlobs } from './model/blob-backend';
 import { startS3Server } from './s3/server';
@@ -148,7 +149,8 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         antiEntropy: gridStore?.antiEntropy,
         storage: usage,
       }),
-    }, ...(grid?.adminRoutes() ?? [])],
+    }, ...(grid?.adminRoutes() ?? []),
+    ...bucketKeyRoutes({ store, region: cfg.s3.region, layout: grid && (() => grid.layout.current), unavailable: grid && (() => grid.unavailable()) })],
     isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
   });
   log.info('admin listening', { host: cfg.admin.host, port: admin.port });

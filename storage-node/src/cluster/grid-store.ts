@@ -2,7 +2,7 @@
 // replicas first (quorum read of the key, or of the bucket's differing leaves for a listing), and every
 // change is written to a majority of the replicas before it is acknowledged (docs/decisions/0014).
 import type { BlobStore } from '../blocks/blob-store';
-import type { BucketReplicaRecord, MetaStore } from '../meta/meta-store';
+import type { AccessKeyReplicaRecord, BucketReplicaRecord, MetaStore } from '../meta/meta-store';
 import type { BucketRecord, PartRecord, UploadRecord } from '../meta/types';
 import { gridUploadId, UploadHome } from './upload-home';
 import type { BlobBackend } from '../model/blob-backend';
@@ -17,6 +17,8 @@ import type { MetaReplica } from './meta-replica';
 import { majority, VersionRecord } from './records';
 
 export const BUCKETS_PATH = '/_rpc/buckets';
+/** Access keys are kept on every node too, exchanged the same way (docs/decisions/0015-access-grants.md). */
+export const ACCESS_KEYS_PATH = '/_rpc/access-keys';
 /** Operations on an upload that may have been started through another gateway. */
 const MULTIPART_OPERATIONS = new Set(['UploadPart', 'UploadPartCopy', 'CompleteMultipartUpload', 'AbortMultipartUpload', 'ListParts']);
 const LIST_OPERATIONS = new Set(['ListObjects', 'ListObjectsV2', 'ListObjectVersions', 'ListMultipartUploads', 'DeleteBucket']);
@@ -46,7 +48,7 @@ export class GridStore extends Store {
   private passRunning = false;
   private readonly intervalMs: number;
   /** Last anti-entropy pass, for the admin status. */
-  readonly antiEntropy = { passes: 0, recordsTaken: 0, bucketsTaken: 0, lastPassMs: undefined as number | undefined, lastError: undefined as string | undefined };
+  readonly antiEntropy = { passes: 0, recordsTaken: 0, bucketsTaken: 0, accessKeysTaken: 0, lastPassMs: undefined as number | undefined, lastError: undefined as string | undefined };
 
   constructor(meta: MetaStore, blobs: BlobBackend, clock: HybridClock, deps: GridStoreDeps) {
     super(meta, blobs, deps.logger, clock);
@@ -59,16 +61,23 @@ export class GridStore extends Store {
     meta.enableReplication(() => clock.now());
   }
 
-  /** RPC routes: buckets are kept on every node. */
+  /** RPC routes: buckets and access keys are kept on every node. */
   routes(): RpcRoute[] {
     return [
       ...this.uploads.routes(),
       { method: 'GET', path: BUCKETS_PATH, handler: () => ({ records: this.meta.bucketRecords() }) },
       {
         method: 'POST', path: BUCKETS_PATH, handler: async (req) => {
-          const records = (req.body as { records?: BucketReplicaRecord[] } | undefined)?.records;
-          if (!Array.isArray(records) || records.length > 10_000) throw new RpcError(400, 'BadRequest', 'records must be a list');
-          const applied = this.applyBuckets(records);
+          const applied = this.applyBuckets(recordsOf<BucketReplicaRecord>(req.body));
+          await this.meta.sync();
+          return { applied };
+        },
+      },
+      // Key records carry secrets: they travel only between nodes of the grid (signed RPC), never to a client.
+      { method: 'GET', path: ACCESS_KEYS_PATH, handler: () => ({ records: this.meta.accessKeyRecords() }) },
+      {
+        method: 'POST', path: ACCESS_KEYS_PATH, handler: async (req) => {
+          const applied = this.applyAccessKeys(recordsOf<AccessKeyReplicaRecord>(req.body));
           await this.meta.sync();
           return { applied };
         },
@@ -124,7 +133,20 @@ export class GridStore extends Store {
 
   protected override async replicateBucket(name: string): Promise<void> {
     const rec = this.meta.bucketRecord(name);
-    if (!rec) return;
+    if (rec) await this.pushToEveryNode(BUCKETS_PATH, rec, `bucket ${name}`);
+  }
+
+  protected override async replicateAccessKey(accessKeyId: string): Promise<void> {
+    const rec = this.meta.accessKeyRecord(accessKeyId);
+    if (rec) await this.pushToEveryNode(ACCESS_KEYS_PATH, rec, `access key ${accessKeyId}`);
+  }
+
+  /**
+   * Sends a record kept on every node to all the others; resolves once a majority of the layout's
+   * nodes (this one included) holds it. The rest is sent anyway, and the background pass brings it
+   * to nodes that missed it.
+   */
+  private async pushToEveryNode(path: string, rec: BucketReplicaRecord | AccessKeyReplicaRecord, what: string): Promise<void> {
     const l = this.grid.layout.current;
     const nodes = (l?.nodes ?? []).filter((n) => n.state !== 'failed' && n.id !== this.grid.layout.nodeId);
     const need = majority(nodes.length + 1) - 1; // this node already has it
@@ -134,14 +156,14 @@ export class GridStore extends Store {
       if (need <= 0) return resolve();
       let settled = false;
       for (const n of nodes) {
-        this.grid.rpc.call(peerOf(n), 'POST', BUCKETS_PATH, { records: [rec] }, { timeoutMs: 10_000 }).then(() => {
+        this.grid.rpc.call(peerOf(n), 'POST', path, { records: [rec] }, { timeoutMs: 10_000 }).then(() => {
           acked++;
           if (!settled && acked >= need) { settled = true; resolve(); }
         }, (e: Error) => {
           failures.push(`${n.id}: ${e.message}`);
           if (!settled && nodes.length - failures.length < need) {
             settled = true;
-            reject(new QuorumError(`bucket ${name} reached ${acked + 1} of ${nodes.length + 1} nodes, ${need + 1} needed (${failures.join('; ')})`, acked + 1, need + 1));
+            reject(new QuorumError(`${what} reached ${acked + 1} of ${nodes.length + 1} nodes, ${need + 1} needed (${failures.join('; ')})`, acked + 1, need + 1));
           }
         });
       }
@@ -187,8 +209,23 @@ export class GridStore extends Store {
     return applied;
   }
 
+  private applyAccessKeys(records: AccessKeyReplicaRecord[]): number {
+    let applied = 0;
+    for (const r of records) {
+      const ok = r !== null && typeof r === 'object' && typeof r.accessKeyId === 'string' && Number.isSafeInteger(r.updatedTs) && r.updatedTs >= 0
+        && (r.key === undefined || r.key.accessKeyId === r.accessKeyId);
+      if (!ok) throw new RpcError(400, 'BadRequest', 'malformed access key record');
+      this.clock.observe(r.updatedTs);
+      if (this.meta.applyAccessKey(r)) {
+        applied++;
+        this.glog.info(r.key ? 'access key record taken from a peer' : 'access key revocation taken from a peer', { accessKeyId: r.accessKeyId, updatedTs: r.updatedTs });
+      }
+    }
+    return applied;
+  }
+
   /**
-   * One background pass: buckets from a random live peer, then, for every bucket whose metadata this
+   * One background pass: buckets and access keys from a random live peer, then, for every bucket whose metadata this
    * node replicates, the records its peers have and it lacks. A site that was down catches up this way
    * even if no client reads its keys.
    */
@@ -201,8 +238,11 @@ export class GridStore extends Store {
         const p = peers[Math.floor(Math.random() * peers.length)];
         const got = await this.grid.rpc.call<{ records: BucketReplicaRecord[] }>(peerOf(p), 'GET', BUCKETS_PATH, undefined, { timeoutMs: 10_000 });
         const n = this.applyBuckets(got.records);
-        if (n > 0) await this.meta.sync();
+        const keys = await this.grid.rpc.call<{ records: AccessKeyReplicaRecord[] }>(peerOf(p), 'GET', ACCESS_KEYS_PATH, undefined, { timeoutMs: 10_000 });
+        const k = this.applyAccessKeys(keys.records);
+        if (n + k > 0) await this.meta.sync();
         this.antiEntropy.bucketsTaken += n;
+        this.antiEntropy.accessKeysTaken += k;
       }
       for (const b of this.meta.listBuckets()) {
         if (!this.quorum.replicas(b.name).some((n) => n.id === this.grid.layout.nodeId)) continue;
@@ -223,6 +263,13 @@ export class GridStore extends Store {
       this.passRunning = false;
     }
   }
+}
+
+/** The `records` list of a body that replicates records kept on every node (bounded). */
+function recordsOf<T>(body: unknown): T[] {
+  const records = (body as { records?: T[] } | undefined)?.records;
+  if (!Array.isArray(records) || records.length > 10_000) throw new RpcError(400, 'BadRequest', 'records must be a list of at most 10000');
+  return records;
 }
 
 /** Bucket and key of an x-amz-copy-source header (`/bucket/key?versionId=…`, URL-encoded). */
