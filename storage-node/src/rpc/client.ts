@@ -173,6 +173,13 @@ export class RpcClient {
    */
   private async exchange(peer: RpcPeer, method: string, path: string, body: Body, headers: Record<string, string>, limits: Limits): Promise<{ res: IncomingMessage; done: (failure?: FailureKind) => void }> {
     if (this.closed) throw new PeerUnavailableError(peer.id, 'client closed');
+    // A caller's mistake, not the peer's: thrown as is, and the peer's health is left alone.
+    for (const k of Object.keys(headers)) {
+      if (k.toLowerCase().startsWith('x-archipel-')) {
+        if (body.kind === 'stream') body.data.destroy();
+        throw new RangeError(`header ${k} is reserved`);
+      }
+    }
     if (!this.health.isUp(peer.id)) {
       if (body.kind === 'stream') body.data.destroy();
       throw new PeerUnavailableError(peer.id, `peer ${peer.id} is marked down`);

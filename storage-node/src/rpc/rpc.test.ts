@@ -28,6 +28,16 @@ describe('rpc server and client', () => {
     assert.equal(await c.call(peerOf(s), 'POST', '/nothing', {}), undefined);
   });
 
+  it('refuses a reserved header as the caller\'s mistake, without marking the peer down', async () => {
+    const s = await serve({ routes: echoRoutes });
+    const c = client();
+    const { Readable } = await import('node:stream');
+    await assert.rejects(c.stream(peerOf(s), 'POST', '/echo', Readable.from([Buffer.from('x')]), { 'X-Archipel-Node': 'spoof' }),
+      (e: unknown) => e instanceof RangeError && /reserved/.test((e as Error).message));
+    assert.equal(c.health.isUp(peerOf(s).id), true);
+    assert.deepEqual(await c.call(peerOf(s), 'POST', '/echo', { ok: 1 }), { from: 'cli', body: { ok: 1 }, x: null });
+  });
+
   it('refuses unsigned, forged, replayed-old and body-swapped requests with 401', async () => {
     const s = await serve({ routes: echoRoutes });
     const body = Buffer.from('{"a":1}');
