@@ -98,7 +98,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log, places).routes()] }) : undefined;
   // Owed copies survive restarts (docs/decisions/0012-repair-queue.md); a peer that comes back up gets
   // its copies at once rather than after the back-off.
-  const executor = grid ? new RepairExecutor(grid.layout, grid.rpc, blobs, log, places) : undefined;
+  const executor = grid ? new RepairExecutor(grid.layout, grid.rpc, blobs, log, places, (b) => meta.getBucket(b)?.policy) : undefined;
   const repair = grid ? await RepairQueue.open(path.join(cfg.dataDir, 'meta', 'repair.db'), {
     logger: log, isTargetUp: (id) => id === cfg.node.id || grid.rpc.health.isUp(id), execute: executor!.execute,
   }) : undefined;
@@ -112,7 +112,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       const layout = grid.layout.current;
       if (!place || !layout) return void log.warn('corrupt blob has no known object; it is repaired when a read meets it', { blobId: id });
       const size = 0; // unknown here (the footer may be what is damaged); the copy made tells
-      repair.enqueue([{ kind: 'corrupt', target: cfg.node.id, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: id, partition: dataPlacement(layout, place.bucket, place.key).partition, sizeBytes: size }]);
+      repair.enqueue([{ kind: 'corrupt', target: cfg.node.id, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: id, partition: dataPlacement(layout, place.bucket, place.key, meta.getBucket(place.bucket)?.policy).partition, sizeBytes: size }]);
       void repair.sync().then(() => repair.kick(cfg.node.id), () => undefined);
     };
   }

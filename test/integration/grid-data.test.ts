@@ -44,6 +44,8 @@ describe('grid: object data placed per policy, kept through a site loss, repaire
     const layout = grid.layout(1, {
       policies: [
         { name: 'records', match: { buckets: ['strict-*'] }, rules: sites.map((site) => ({ site, copies: 1 })), ingest: 'strict' },
+        // Matches no bucket by name: only buckets bound to it through the admin API use it.
+        { name: 'dc1-only', match: { buckets: ['unmatched-*'] }, rules: [{ site: 'dc1', copies: 1 }], ingest: 'balanced' },
         { name: 'default', match: { buckets: ['*'] }, rules: sites.map((site) => ({ site, copies: 1 })), ingest: 'balanced' },
       ],
     });
@@ -133,5 +135,15 @@ describe('grid: object data placed per policy, kept through a site loss, repaire
     }
     const replaced = (await status(a)).repair.badCopiesReplaced;
     assert.ok(replaced >= ids.length, `bad copies replaced: ${replaced} of ${ids.length}`);
+  });
+  it('a bucket bound to a policy through the admin API has its data placed by that policy', async () => {
+    const r = await send(a.host, a.adminPort, 'POST', '/v1/buckets', { authorization: `Bearer ${a.adminToken}`, 'content-type': 'application/json' },
+      JSON.stringify({ name: 'local-only', owner: grid.key.accessKeyId, policy: 'dc1-only' }));
+    assert.equal(r.status, 201, r.body);
+    const before = grid.nodes.map((n) => blobIds(n).length);
+    for (let i = 0; i < 5; i++) await put('local-only', `doc-${i}`, 10_000 + i);
+    const after = grid.nodes.map((n) => blobIds(n).length);
+    assert.deepEqual(after.map((x, i) => x - before[i]), [5, 0, 0], 'only the dc1 node got copies');
+    for (let i = 0; i < 5; i++) assert.ok((await get('local-only', `doc-${i}`)).equals(objects.get(`local-only/doc-${i}`)!));
   });
 });

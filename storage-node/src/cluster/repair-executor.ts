@@ -31,6 +31,8 @@ export class RepairExecutor {
     private readonly local: BlobStore,
     logger?: Logger,
     private readonly places?: BlobPlaces,
+    /** The replication policy bound to a bucket, if any (it decides where the good copies are). */
+    private readonly policyOf?: (bucket: string) => string | undefined,
   ) {
     this.log = logger ?? silentLogger();
   }
@@ -52,7 +54,7 @@ export class RepairExecutor {
         this.log.warn('bad blob copy removed, copying a good one', { blobId: item.blobId, node: target.id, badChunks: state.badChunks });
       }
     }
-    const sources = readCandidates(l, item.bucket, item.key, target.site).filter((n) => n.id !== target.id);
+    const sources = readCandidates(l, item.bucket, item.key, target.site, { boundPolicy: this.policyOf?.(item.bucket) }).filter((n) => n.id !== target.id);
     let anyUnavailable = false;
     for (const src of sources) {
       if (signal.aborted) return 'retry';

@@ -193,7 +193,7 @@ export class ReplicatedBlobs implements BlobBackend {
   createWriter(place: BlobPlace): BlobSink {
     const l = this.layout.current;
     if (l === undefined) throw new InsufficientCopiesError('this node has no layout');
-    const placed = dataPlacement(l, place.bucket, place.key);
+    const placed = dataPlacement(l, place.bucket, place.key, place.policy);
     const nodes = placed.copies.flatMap((c) => c.nodes);
     const wanted = placed.copies.reduce((n, c) => n + c.wanted, 0);
     if (placed.policy.ingest === 'strict' && nodes.length < wanted) {
@@ -217,7 +217,7 @@ export class ReplicatedBlobs implements BlobBackend {
   openReader(ref: BlobRef, place: BlobPlace, range: { start: number; endInclusive: number }): Readable {
     const l = this.layout.current;
     if (l === undefined) throw new Error('this node has no layout');
-    const candidates = readCandidates(l, place.bucket, place.key, this.layout.self?.site ?? '');
+    const candidates = readCandidates(l, place.bucket, place.key, this.layout.self?.site ?? '', { boundPolicy: place.policy });
     const self = this;
     async function* gen(): AsyncGenerator<Buffer> {
       let offset = range.start;
@@ -256,7 +256,7 @@ export class ReplicatedBlobs implements BlobBackend {
   async delete(ref: BlobRef, place: BlobPlace): Promise<void> {
     const l = this.layout.current;
     if (l === undefined) return;
-    const holders = readCandidates(l, place.bucket, place.key, '');
+    const holders = readCandidates(l, place.bucket, place.key, '', { boundPolicy: place.policy });
     await Promise.all(holders.map((n) => this.deleteCopy(n, ref.id).catch((e: Error) => {
       // Left behind: garbage collection of copies nobody references is still to be built (see the note in main.ts).
       this.log.warn('blob copy delete failed', { blobId: ref.id, node: n.id, error: e.message });
@@ -309,7 +309,7 @@ export class ReplicatedBlobs implements BlobBackend {
 
   private reportCorrupt(n: LayoutNode, ref: BlobRef, place: BlobPlace): void {
     const l = this.layout.current;
-    const partition = l ? dataPlacement(l, place.bucket, place.key).partition : 0;
+    const partition = l ? dataPlacement(l, place.bucket, place.key, place.policy).partition : 0;
     try {
       this.repair.enqueue([{ kind: 'corrupt', target: n.id, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: ref.id, partition, sizeBytes: ref.size }]);
       void this.repair.sync().catch(() => undefined);
