@@ -186,7 +186,8 @@ describe('rpc server and client', () => {
     await waitFor(() => s.inFlight() === 1, 2000, 'one request in flight');
     const t0 = Date.now();
     await assert.rejects(c.call(peerOf(s), 'POST', '/hold', {}), PeerBusyError);
-    assert.ok(Date.now() - t0 < 50);
+    // Refused at once, not after the queue wait (30 s): a loaded machine may still take a few hundred ms.
+    assert.ok(Date.now() - t0 < 1_000, `refused after ${Date.now() - t0} ms`);
     assert.deepEqual(c.stats(), [{ peerId: 'srv', address: s.address, inFlight: 1, queued: 1 }]);
     gate.open();
     assert.deepEqual(await Promise.all([first, queued]), [{ ok: true }, { ok: true }]);
