@@ -108,7 +108,9 @@ export class BlobReplica {
       await this.blobs.delete(id);
     }
     if (held !== undefined) {
-      body.resume();
+      // Read to the end before answering: an answer while the sender is still streaming would cut the
+      // connection under it (it would see a broken pipe and count this node as failed).
+      for await (const chunk of body) void chunk;
       if (declared !== undefined && held.sizeBytes !== declared) throw new RpcError(409, 'BlobMismatch', `blob ${id} is here with ${held.sizeBytes} bytes, not ${declared}`);
       return { size: held.sizeBytes, existed: true };
     }

@@ -56,7 +56,7 @@ export class GridStore extends Store {
     this.quorum = deps.quorum;
     this.replica = deps.replica;
     this.glog = deps.logger;
-    this.intervalMs = deps.antiEntropyIntervalMs ?? 3_000;
+    this.intervalMs = deps.antiEntropyIntervalMs ?? 5_000;
     this.uploads = new UploadHome(meta, deps.grid.layout, deps.grid, deps.logger);
     meta.enableReplication(() => clock.now());
   }

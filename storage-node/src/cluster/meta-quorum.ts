@@ -130,9 +130,11 @@ export class MetaQuorum {
     let taken = 0;
     const answers = await this.gather(others, Math.max(0, need - (selfIsReplica ? 1 : 0)), async (n) => {
       const theirs = await this.rpc.call<{ leaves: string[] }>(peerOf(n), 'POST', META_PATHS.digests, { bucket }, { timeoutMs: this.timeoutMs });
-      for (let leaf = 0; leaf < 256; leaf++) {
-        if (theirs.leaves[leaf] === mine[leaf]) continue;
-        const recs = await this.rpc.call<{ records: { key: string; versionId: string; updatedTs: number }[] }>(peerOf(n), 'POST', META_PATHS.leaf, { bucket, leaf }, { timeoutMs: this.timeoutMs });
+      const differing: number[] = [];
+      for (let leaf = 0; leaf < 256; leaf++) if (theirs.leaves[leaf] !== mine[leaf]) differing.push(leaf);
+      if (differing.length > 0) {
+        // All differing leaves in one call: the replica scans the bucket once, not once per leaf.
+        const recs = await this.rpc.call<{ records: { key: string; versionId: string; updatedTs: number }[] }>(peerOf(n), 'POST', META_PATHS.leaf, { bucket, leaves: differing }, { timeoutMs: this.timeoutMs });
         const keys = new Set<string>();
         for (const r of recs.records) {
           const held = local.recordTs(bucket, r.key, r.versionId);

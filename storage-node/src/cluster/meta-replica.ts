@@ -59,8 +59,15 @@ export class MetaReplica {
   }
 
   leaf(bucket: string, leaf: number): { records: { key: string; versionId: string; updatedTs: number; deleted: boolean }[] } {
-    if (!Number.isInteger(leaf) || leaf < 0 || leaf > 255) throw new RpcError(400, 'BadRequest', 'leaf must be 0..255');
-    return { records: this.meta.leafRecords(bucket, leaf) };
+    return this.leaves(bucket, [leaf]);
+  }
+
+  /** The records of several leaves, from one scan. */
+  leaves(bucket: string, leaves: unknown): { records: { key: string; versionId: string; updatedTs: number; deleted: boolean }[] } {
+    if (!Array.isArray(leaves) || leaves.length > 256 || !leaves.every((l) => Number.isInteger(l) && l >= 0 && l <= 255)) {
+      throw new RpcError(400, 'BadRequest', 'leaves must be a list of leaf numbers 0..255');
+    }
+    return { records: this.meta.leavesRecords(bucket, leaves as number[]) };
   }
 
   routes(): RpcRoute[] {
@@ -77,7 +84,12 @@ export class MetaReplica {
       { method: 'POST', path: META_PATHS.apply, handler: async (req) => ({ applied: await this.apply(body(req).records as VersionRecord[]) }) },
       { method: 'POST', path: META_PATHS.key, handler: (req) => { const b = body(req); return this.keyRecords(str(b, 'bucket'), str(b, 'key')); } },
       { method: 'POST', path: META_PATHS.digests, handler: (req) => this.digests(str(body(req), 'bucket')) },
-      { method: 'POST', path: META_PATHS.leaf, handler: (req) => { const b = body(req); return this.leaf(str(b, 'bucket'), b.leaf as number); } },
+      {
+        method: 'POST', path: META_PATHS.leaf, handler: (req) => {
+          const b = body(req);
+          return b.leaves !== undefined ? this.leaves(str(b, 'bucket'), b.leaves) : this.leaf(str(b, 'bucket'), b.leaf as number);
+        },
+      },
     ];
   }
 }

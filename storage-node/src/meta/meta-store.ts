@@ -496,10 +496,16 @@ export class MetaStore {
 
   /** (key, versionId, updatedTs, deleted) of every record of one digest leaf, key order, at most `limit`. */
   leafRecords(bucket: string, leaf: number, limit = 100_000): { key: string; versionId: string; updatedTs: number; deleted: boolean }[] {
+    return this.leavesRecords(bucket, [leaf], limit);
+  }
+
+  /** The records of several digest leaves in one scan of the bucket (not one scan per leaf). */
+  leavesRecords(bucket: string, leaves: readonly number[], limit = 100_000): { key: string; versionId: string; updatedTs: number; deleted: boolean }[] {
+    const wanted = new Set(leaves);
     const out: { key: string; versionId: string; updatedTs: number; deleted: boolean }[] = [];
     const scan = (sql: string, deleted: boolean): void => {
       for (const r of this.stmt(sql, true).iterate(bucket) as Iterable<[string, string, number]>) {
-        if (leafOf(r[0]) !== leaf) continue;
+        if (!wanted.has(leafOf(r[0]))) continue;
         if (out.length >= limit) return;
         out.push({ key: r[0], versionId: r[1], updatedTs: r[2], deleted });
       }
