@@ -104,13 +104,14 @@ describe('grid: metadata written and read at a majority of replicas', function (
     await second.restart();
   });
 
-  it('a replica that comes back is brought up to date by the reads that find it behind', async () => {
+  it('a replica that comes back is brought up to date (read repair, and its own anti-entropy pass)', async () => {
     const back = grid.nodes[2];
     await back.restart();
     // The gateway marked it down; its health probe finds it up again within about a second.
     await waitFor('restarted replicas seen up', async () => rpc.health.isUp(back.nodeId) && rpc.health.isUp(grid.nodes[1].nodeId), 10_000);
     assert.deepEqual(await heldBy(back, 'scan-2.dcm'), [], 'it missed the write while down');
-    // A read that includes the stale replica hands it the winners (read repair).
+    // A read that asks the stale replica hands it the winners (read repair); the replica also pulls what
+    // it missed from the others in its background pass.
     await waitFor('read repair of scan-2.dcm and the delete of scan-1.dcm on the restarted replica', async () => {
       await quorum.readKey('med', 'scan-2.dcm');
       await quorum.readKey('med', 'scan-1.dcm');

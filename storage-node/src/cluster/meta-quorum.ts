@@ -154,15 +154,30 @@ export class MetaQuorum {
   }
 
   /** Runs `fn` on every node; resolves with the first `need` successes, or throws QuorumError. */
+  /**
+   * Runs `fn` on `need` of the nodes, nearest first (this node, then live nodes of its own site, then
+   * other live nodes, nodes marked down last), starting the next one each time one fails; resolves with
+   * the first `need` successes, or throws QuorumError once they cannot be had. Asking only as many
+   * replicas as the quorum needs halves the RPCs of a read; a replica left out is caught up by the
+   * anti-entropy pass.
+   */
   private gather<T>(nodes: LayoutNode[], need: number, fn: (n: LayoutNode) => Promise<T>, what: string): Promise<{ node: LayoutNode; value: T }[]> {
     const ok: { node: LayoutNode; value: T }[] = [];
     const failed: string[] = [];
     let settled = false;
     if (need <= 0) return Promise.resolve([]);
     if (nodes.length < need) return Promise.reject(new QuorumError(`${what}: ${nodes.length} replicas, ${need} needed`, 0, need));
+    const ownSite = this.layout.self?.site;
+    const rank = (n: LayoutNode): number => (n.id === this.layout.nodeId ? 0 : (this.rpc.health.isUp(n.id) ? 1 : 3) + (n.site === ownSite ? 0 : 1));
+    const pending = [...nodes].sort((a, b) => rank(a) - rank(b));
+    let running = 0;
     return new Promise((resolve, reject) => {
-      for (const n of nodes) {
+      const launch = (): void => {
+        const n = pending.shift();
+        if (n === undefined) return;
+        running++;
         fn(n).then((value) => {
+          running--;
           if (settled) return;
           ok.push({ node: n, value });
           if (ok.length >= need) {
@@ -170,16 +185,21 @@ export class MetaQuorum {
             resolve(ok);
           }
         }, (e: Error) => {
+          running--;
           if (settled) return;
           failed.push(`${n.id}: ${e.message}`);
-          if (nodes.length - failed.length < need) {
+          if (ok.length + running + pending.length < need) {
             settled = true;
             reject(new QuorumError(`read of ${what} reached ${ok.length} of ${nodes.length} replicas, ${need} needed (${failed.join('; ')})`, ok.length, need));
+            return;
           }
+          launch();
         });
-      }
+      };
+      for (let i = 0; i < need; i++) launch();
     });
   }
+
 
   private readRepair(bucket: string, key: string, answers: { node: LayoutNode; value: KeyRecordsReply }[], winners: { versionId: string; updatedTs: number; version?: ObjectVersion }[]): void {
     for (const a of answers) {
