@@ -120,6 +120,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   // In a grid, metadata is made current from the replicas before a request and written to a majority
   // of them before the answer (GridStore); buckets are kept on every node.
   const clock = new HybridClock();
+  clock.observe(meta.maxTimestamp());
   let gridStore: GridStore | undefined;
   if (grid && repair) {
     const quorum = new MetaQuorum(grid.layout, grid.rpc, metaReplica, { logger: log });

@@ -515,6 +515,17 @@ export class MetaStore {
     return out;
   }
 
+  /**
+   * The newest hybrid-clock time in the store (version times, record write times, tombstones): a node
+   * starts its clock past it, so a version written after a restart sorts after every older one even if
+   * the wall clock went back. One scan at start-up.
+   */
+  maxTimestamp(): number {
+    const v = this.stmt('SELECT max(max(ts), max(updated_ts)) AS t FROM versions').get() as { t: number | null };
+    const t = this.stmt('SELECT max(updated_ts) AS t FROM tombstones').get() as { t: number | null };
+    return Math.max(v.t ?? 0, t.t ?? 0);
+  }
+
   /** Forgets tombstones older than `olderThanMs` (once every replica has them); returns how many. */
   purgeTombstones(olderThanMs: number): number {
     return this.stmt('DELETE FROM tombstones WHERE deleted_ms < ?').run(olderThanMs).changes;

@@ -112,6 +112,16 @@ describe('meta/meta-store: replication records (last writer wins)', () => {
     assert.deepEqual(a.recordDigests('b'), b.recordDigests('b'));
   });
 
+  it('knows its newest clock time, so a restarted node writes after everything it holds', () => {
+    const s = store();
+    assert.equal(s.maxTimestamp(), 0);
+    s.applyVersion(version('b', 'k', 'v1', 100), 900);
+    s.applyVersion(version('b', 'k', 'v2', 1_500), 1_500);
+    assert.equal(s.maxTimestamp(), 1_500);
+    s.applyTombstone('b', 'k', 'v9', 2_000);
+    assert.equal(s.maxTimestamp(), 2_000);
+  });
+
   it('forgets old tombstones only', () => {
     const s = store();
     s.applyTombstone('b', 'old', 'null', 10, 1_000);
