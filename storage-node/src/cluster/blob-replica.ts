@@ -95,7 +95,9 @@ export class BlobReplica {
       throw new RpcError(400, 'BadRequest', `a blob upload needs a blob id and, if given, a size (?size=) that is an integer ≥ 0`);
     }
     if (this.blobs.isWriting(id)) {
-      body.destroy();
+      // Drained, not cut: a repair racing with the original copy is normal and must not look like a
+      // failed peer to the sender.
+      for await (const chunk of body) void chunk;
       throw new RpcError(409, 'BlobBusy', `blob ${id} is being written here right now`);
     }
     let held: { sizeBytes: number } | undefined;
