@@ -1,4 +1,5 @@
 // Replicated metadata records as they travel between gateways and replicas, and their merge.
+import { replicaRecordWins } from '../meta/meta-store';
 import type { ObjectVersion } from '../meta/types';
 
 /**
@@ -16,8 +17,7 @@ export interface VersionRecord {
 
 /** True if record `a` should replace `b` (same version id). */
 export function newer(a: { updatedTs: number; version?: unknown }, b: { updatedTs: number; version?: unknown }): boolean {
-  if (a.updatedTs !== b.updatedTs) return a.updatedTs > b.updatedTs;
-  return a.version === undefined && b.version !== undefined;
+  return replicaRecordWins(a.updatedTs, a.version === undefined, b.updatedTs, b.version === undefined);
 }
 
 /**

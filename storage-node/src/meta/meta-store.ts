@@ -420,7 +420,7 @@ export class MetaStore {
     return this.transaction(() => {
       if (!this.stmt('SELECT 1 FROM buckets WHERE name = ?').get(row.bucket)) throw new Error(`no such bucket: ${row.bucket}`);
       const held = this.recordTs(row.bucket, row.key, row.version_id);
-      if (held !== undefined && held.updatedTs >= updatedTs) return { applied: false };
+      if (held !== undefined && !replicaRecordWins(updatedTs, false, held.updatedTs, held.deleted)) return { applied: false };
       const old = this.versionRow(row.bucket, row.key, row.version_id);
       if (old !== undefined) this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(row.bucket, row.key, row.version_id);
       this.stmt('DELETE FROM tombstones WHERE bucket = ? AND key = ? AND version_id = ?').run(row.bucket, row.key, row.version_id);
@@ -438,7 +438,7 @@ export class MetaStore {
     assertHlc(updatedTs);
     return this.transaction(() => {
       const held = this.recordTs(bucket, key, versionId);
-      if (held !== undefined && held.updatedTs >= updatedTs) return { applied: false };
+      if (held !== undefined && !replicaRecordWins(updatedTs, true, held.updatedTs, held.deleted)) return { applied: false };
       const old = this.versionRow(bucket, key, versionId);
       if (old !== undefined) this.stmt('DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
       this.stmt(
@@ -811,7 +811,13 @@ export interface AccessKeyReplicaRecord {
 }
 
 /** Last writer wins between nodes; on equal times a tombstone beats a record (so a revocation is final). */
-function replicaRecordWins(ts: number, isTombstone: boolean, heldTs: number, heldIsTombstone: boolean): boolean {
+/**
+ * Last writer wins between replicated records of one thing (a version, a bucket, an access key): the
+ * newer write time wins; on a tie a tombstone wins over a live record, so replicas that receive a
+ * delete and a write of the same time in either order end the same. The one rule every replica and
+ * every gateway merge applies.
+ */
+export function replicaRecordWins(ts: number, isTombstone: boolean, heldTs: number, heldIsTombstone: boolean): boolean {
   if (ts !== heldTs) return ts > heldTs;
   return isTombstone && !heldIsTombstone;
 }

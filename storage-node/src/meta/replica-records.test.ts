@@ -66,6 +66,17 @@ describe('meta/meta-store: replication records (last writer wins)', () => {
     assert.equal(s.recordTs('b', 'k', 'v2')?.deleted, false);
   });
 
+  it('on equal write times a tombstone wins, in either order, as the gateways\' merge decides', () => {
+    const a = store();
+    a.applyVersion(version('b', 'k', 'v1', 100), 700);
+    assert.equal(a.applyTombstone('b', 'k', 'v1', 700).applied, true);
+    const b = store();
+    b.applyTombstone('b', 'k', 'v1', 700);
+    assert.equal(b.applyVersion(version('b', 'k', 'v1', 100), 700).applied, false);
+    assert.deepEqual(a.recordTs('b', 'k', 'v1'), { updatedTs: 700, deleted: true });
+    assert.deepEqual(a.recordDigests('b'), b.recordDigests('b'));
+  });
+
   it('a tombstone for a version never seen is kept, and an older tombstone loses to a newer write', () => {
     const s = store();
     assert.deepEqual(s.applyTombstone('b', 'k', 'v9', 500), { applied: true });
