@@ -14,7 +14,7 @@ import type { GridRuntime } from './grid';
 import { isPeerFailure, peerOf } from './membership';
 import { MetaQuorum, QuorumError } from './meta-quorum';
 import type { MetaReplica } from './meta-replica';
-import { majority, VersionRecord } from './records';
+import { majority, untilEnough, VersionRecord } from './records';
 
 export const BUCKETS_PATH = '/_rpc/buckets';
 /** Access keys are kept on every node too, exchanged the same way (docs/decisions/0015-access-grants.md). */
@@ -150,24 +150,11 @@ export class GridStore extends Store {
     const l = this.grid.layout.current;
     const nodes = (l?.nodes ?? []).filter((n) => n.state !== 'failed' && n.id !== this.grid.layout.nodeId);
     const need = majority(nodes.length + 1) - 1; // this node already has it
-    let acked = 0;
-    const failures: string[] = [];
-    await new Promise<void>((resolve, reject) => {
-      if (need <= 0) return resolve();
-      let settled = false;
-      for (const n of nodes) {
-        this.grid.rpc.call(peerOf(n), 'POST', path, { records: [rec] }, { timeoutMs: 10_000 }).then(() => {
-          acked++;
-          if (!settled && acked >= need) { settled = true; resolve(); }
-        }, (e: Error) => {
-          failures.push(`${n.id}: ${e.message}`);
-          if (!settled && nodes.length - failures.length < need) {
-            settled = true;
-            reject(new QuorumError(`${what} reached ${acked + 1} of ${nodes.length + 1} nodes, ${need + 1} needed (${failures.join('; ')})`, acked + 1, need + 1));
-          }
-        });
-      }
-    });
+    await untilEnough(nodes, need, (n) => this.grid.rpc.call(peerOf(n), 'POST', path, { records: [rec] }, { timeoutMs: 10_000 }),
+      (acked, failed) => new QuorumError(
+        `${what} reached ${acked.length + 1} of ${nodes.length + 1} nodes, ${need + 1} needed (${failed.map((f) => `${f.target.id}: ${f.error.message}`).join('; ')})`,
+        acked.length + 1, need + 1,
+      ));
   }
 
   /** Takes the newest record of the key from a majority of its replicas into the local store. */

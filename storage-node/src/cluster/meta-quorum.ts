@@ -8,7 +8,7 @@ import { Logger, silentLogger } from '../util/logger';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import { KeyRecordsReply, META_PATHS, MetaReplica } from './meta-replica';
-import { majority, mergeKeyRecords, VersionRecord } from './records';
+import { majority, mergeKeyRecords, untilEnough, VersionRecord } from './records';
 
 /** Fewer replicas answered than a majority: the operation did not happen (writes) or cannot be trusted (reads). */
 export class QuorumError extends Error {
@@ -66,35 +66,14 @@ export class MetaQuorum {
   async write(bucket: string, records: VersionRecord[], onLateMiss?: (node: LayoutNode, error: string) => void): Promise<WriteOutcome> {
     const nodes = this.replicas(bucket);
     const need = majority(nodes.length);
-    const acked: string[] = [];
-    const missed: WriteOutcome['missed'] = [];
-    let settled = false;
-    return new Promise<WriteOutcome>((resolve, reject) => {
-      const check = (): void => {
-        if (settled) return;
-        if (acked.length >= need) {
-          settled = true;
-          resolve({ acked: [...acked], missed: [...missed] });
-        } else if (nodes.length - missed.length < need) {
-          settled = true;
-          reject(new QuorumError(
-            `metadata of bucket ${bucket} reached ${acked.length} of ${nodes.length} replicas, ${need} needed (${missed.map((m) => `${m.node.id}: ${m.error}`).join('; ')})`,
-            acked.length, need,
-          ));
-        }
-      };
-      for (const n of nodes) {
-        this.applyOn(n, records).then(() => {
-          acked.push(n.id);
-          check();
-        }, (e: Error) => {
-          if (!isPeerFailure(e)) this.log.warn('metadata replica write failed', { node: n.id, bucket, error: e.message });
-          if (settled) onLateMiss?.(n, e.message);
-          else missed.push({ node: n, error: e.message });
-          check();
-        });
-      }
-    });
+    const out = await untilEnough(nodes, need, (n) => this.applyOn(n, records).catch((e: Error) => {
+      if (!isPeerFailure(e)) this.log.warn('metadata replica write failed', { node: n.id, bucket, error: e.message });
+      throw e;
+    }), (acked, failed) => new QuorumError(
+      `metadata of bucket ${bucket} reached ${acked.length} of ${nodes.length} replicas, ${need} needed (${failed.map((f) => `${f.target.id}: ${f.error.message}`).join('; ')})`,
+      acked.length, need,
+    ), onLateMiss && ((n, e) => onLateMiss(n, e.message)));
+    return { acked: out.acked.map((n) => n.id), missed: out.failed.map((f) => ({ node: f.target, error: f.error.message })) };
   }
 
   /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { version } from '../meta/testing';
-import { majority, mergeKeyRecords, newer } from './records';
+import { majority, mergeKeyRecords, newer, untilEnough } from './records';
 
 describe('cluster/records: merging replica answers', () => {
   it('takes the newest record per version id, a tombstone winning a tie', () => {
@@ -31,5 +31,25 @@ describe('cluster/records: merging replica answers', () => {
 
   it('needs a strict majority', () => {
     assert.deepEqual([1, 2, 3, 4, 5].map(majority), [1, 2, 2, 3, 3]);
+  });
+  it('untilEnough resolves at the needed count, rejects once it cannot be had, and reports late failures', async () => {
+    const gates = new Map<string, { ok: () => void; ko: (e: Error) => void }>();
+    const run = (t: string) => new Promise<void>((ok, ko) => gates.set(t, { ok, ko }));
+    const late: string[] = [];
+    const fail = (acked: string[], failed: { target: string }[]) => new Error(`acked ${acked.join()} failed ${failed.map((f) => f.target).join()}`);
+    const p = untilEnough(['a', 'b', 'c'], 2, run, fail, (t) => late.push(t));
+    gates.get('b')!.ok();
+    gates.get('a')!.ko(new Error('down'));
+    gates.get('c')!.ok();
+    assert.deepEqual(await p, { acked: ['b', 'c'], failed: [{ target: 'a', error: new Error('down') }] });
+    const q = untilEnough(['a', 'b', 'c'], 2, run, fail, (t) => late.push(t));
+    gates.get('a')!.ko(new Error('x'));
+    gates.get('b')!.ko(new Error('y'));
+    await assert.rejects(q, /acked  failed a,b/);
+    gates.get('c')!.ko(new Error('z'));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(late, ['c']);
+    assert.deepEqual(await untilEnough([], 0, run, fail), { acked: [], failed: [] });
+    await assert.rejects(untilEnough([], 1, run, fail), /acked  failed/);
   });
 });

@@ -43,6 +43,46 @@ export function mergeKeyRecords(lists: { versionId: string; updatedTs: number; v
   return { versions, winners };
 }
 
+/**
+ * Runs `run` on every target at once and settles as soon as the outcome is known: resolves once `need`
+ * succeeded (with who did and who failed so far), rejects with `fail(...)` once that can no longer
+ * happen. Calls still running go on; a failure after the outcome goes to `onLate`. The write side of
+ * every quorum: metadata records to a bucket's replicas, buckets and keys to every node.
+ */
+export function untilEnough<T>(
+  targets: readonly T[], need: number, run: (t: T) => Promise<unknown>,
+  fail: (acked: T[], failed: { target: T; error: Error }[]) => Error,
+  onLate?: (t: T, error: Error) => void,
+): Promise<{ acked: T[]; failed: { target: T; error: Error }[] }> {
+  const acked: T[] = [];
+  const failed: { target: T; error: Error }[] = [];
+  if (need <= 0) return Promise.resolve({ acked, failed });
+  let settled = false;
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      if (settled) return;
+      if (acked.length >= need) {
+        settled = true;
+        resolve({ acked: [...acked], failed: [...failed] });
+      } else if (targets.length - failed.length < need) {
+        settled = true;
+        reject(fail([...acked], [...failed]));
+      }
+    };
+    check();
+    for (const t of targets) {
+      run(t).then(() => {
+        acked.push(t);
+        check();
+      }, (error: Error) => {
+        if (settled) onLate?.(t, error);
+        else failed.push({ target: t, error });
+        check();
+      });
+    }
+  });
+}
+
 /** Majority of `n` replicas: what a write needs acknowledged and a read needs answered. */
 export function majority(n: number): number {
   return Math.floor(n / 2) + 1;
