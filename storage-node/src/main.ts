@@ -18,9 +18,8 @@ import { MetaReplica } from './cluster/meta-replica';
 import { BlobReplica } from './cluster/blob-replica';
 import { RepairQueue } from './cluster/repair-queue';
 import { RepairExecutor } from './cluster/repair-executor';
-import { BLOB_ITEM_VERSION, ReplicatedBlobs } from './cluster/replicated-blobs';
+import { ReplicatedBlobs } from './cluster/replicated-blobs';
 import { BlobPlaces } from './cluster/blob-places';
-import { dataPlacement } from './layout/placement';
 import { GridStore } from './cluster/grid-store';
 import { MetaQuorum } from './cluster/meta-quorum';
 import { HybridClock } from './util/hlc';
@@ -107,14 +106,6 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       if (up) repair.kick(peer);
     });
     repair.start();
-    queueCorrupt = (id) => {
-      const place = places?.get(id);
-      const layout = grid.layout.current;
-      if (!place || !layout) return void log.warn('corrupt blob has no known object; it is repaired when a read meets it', { blobId: id });
-      const size = 0; // unknown here (the footer may be what is damaged); the copy made tells
-      repair.enqueue([{ kind: 'corrupt', target: cfg.node.id, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: id, partition: dataPlacement(layout, place.bucket, place.key, meta.getBucket(place.bucket)?.policy).partition, sizeBytes: size }]);
-      void repair.sync().then(() => repair.kick(cfg.node.id), () => undefined);
-    };
   }
   // Stand-alone, every blob is on this node; in a grid, copies go where the layout places them.
   // In a grid, metadata is made current from the replicas before a request and written to a majority
@@ -124,7 +115,13 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   let gridStore: GridStore | undefined;
   if (grid && repair) {
     const quorum = new MetaQuorum(grid.layout, grid.rpc, metaReplica, { logger: log });
-    gridStore = new GridStore(meta, new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }, places), clock, { grid, quorum, replica: metaReplica, logger: log });
+    const replicated = new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }, places);
+    gridStore = new GridStore(meta, replicated, clock, { grid, quorum, replica: metaReplica, logger: log });
+    queueCorrupt = (id) => {
+      const place = places?.get(id);
+      if (!place) return void log.warn('corrupt blob has no known object; it is repaired when a read meets it', { blobId: id });
+      replicated.queueCheck(cfg.node.id, { id, size: 0 }, { ...place, policy: meta.getBucket(place.bucket)?.policy }, 'scrubber found it corrupt');
+    };
     grid.addRoutes(gridStore.routes());
     gridStore.start();
   }

@@ -18,6 +18,22 @@ export interface BlobVerifyReply {
   ok: boolean;
   badChunks: number[];
 }
+
+/**
+ * Reads this node's copy whole and says what it is: missing, good, or bad (with its first bad chunks;
+ * [-1] when its framing cannot even be read). Any other error (the disk, not the copy) is thrown: a
+ * copy that could not be read is not a bad copy to be removed.
+ */
+export async function verifyCopy(blobs: BlobStore, id: string): Promise<BlobVerifyReply> {
+  try {
+    const r = await blobs.verify(id);
+    return { exists: true, ok: r.ok, badChunks: r.badChunks.slice(0, 100) };
+  } catch (e) {
+    if ((e as Error).name === 'BlobNotFoundError') return { exists: false, ok: false, badChunks: [] };
+    if (isBlobCorrupt(e)) return { exists: true, ok: false, badChunks: [-1] };
+    throw e;
+  }
+}
 /**
  * Path of a blob upload. `size`, when the sender knows it, is the number of data bytes it is about to
  * stream, checked by the replica; without it the sender checks the size the replica reports.
@@ -66,17 +82,7 @@ export class BlobReplica {
         await res.stream(this.blobs.openReader(id, range), { headers: { 'content-length': String(length), [HEADER_BLOB_SIZE]: String(stat.sizeBytes) } });
         return undefined;
       } },
-      { method: 'POST', path: BLOB_VERIFY_PATH, timeoutMs: 10 * 60_000, handler: async (req) => {
-        const id = req.params[0];
-        try {
-          const r = await this.blobs.verify(id);
-          return { exists: true, ok: r.ok, badChunks: r.badChunks.slice(0, 100) };
-        } catch (e) {
-          if ((e as Error).name === 'BlobNotFoundError') return { exists: false, ok: false, badChunks: [] };
-          if (isBlobCorrupt(e)) return { exists: true, ok: false, badChunks: [-1] };
-          throw e;
-        }
-      } },
+      { method: 'POST', path: BLOB_VERIFY_PATH, timeoutMs: 10 * 60_000, handler: (req) => verifyCopy(this.blobs, req.params[0]) },
       { method: 'DELETE', path: BLOB_PATH, handler: async (req) => {
         await this.blobs.delete(req.params[0]);
         this.places?.forget(req.params[0]);

@@ -58,10 +58,6 @@ export class MetaReplica {
     return { leaves: this.meta.recordDigests(bucket) };
   }
 
-  leaf(bucket: string, leaf: number): { records: { key: string; versionId: string; updatedTs: number; deleted: boolean }[] } {
-    return this.leaves(bucket, [leaf]);
-  }
-
   /** The records of several leaves, from one scan. */
   leaves(bucket: string, leaves: unknown): { records: { key: string; versionId: string; updatedTs: number; deleted: boolean }[] } {
     if (!Array.isArray(leaves) || leaves.length > 256 || !leaves.every((l) => Number.isInteger(l) && l >= 0 && l <= 255)) {
@@ -87,7 +83,7 @@ export class MetaReplica {
       {
         method: 'POST', path: META_PATHS.leaf, handler: (req) => {
           const b = body(req);
-          return b.leaves !== undefined ? this.leaves(str(b, 'bucket'), b.leaves) : this.leaf(str(b, 'bucket'), b.leaf as number);
+          return this.leaves(str(b, 'bucket'), b.leaves);
         },
       },
     ];

@@ -6,7 +6,7 @@ import { readCandidates } from '../layout/placement';
 import type { LayoutNode } from '../layout/types';
 import { RpcClient, RpcError } from '../rpc';
 import { Logger, silentLogger } from '../util/logger';
-import { blobPathOf, blobUploadPathOf, blobVerifyPathOf, BlobPutReply, BlobVerifyReply } from './blob-replica';
+import { blobPathOf, blobUploadPathOf, blobVerifyPathOf, BlobPutReply, BlobVerifyReply, verifyCopy } from './blob-replica';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import type { RepairEntry, RepairOutcome } from './repair-queue';
@@ -82,15 +82,7 @@ export class RepairExecutor {
   };
 
   private async verify(n: LayoutNode, id: string): Promise<BlobVerifyReply> {
-    if (n.id === this.layout.nodeId) {
-      try {
-        const r = await this.local.verify(id);
-        return { exists: true, ok: r.ok, badChunks: r.badChunks };
-      } catch (e) {
-        if ((e as Error).name === 'BlobNotFoundError') return { exists: false, ok: false, badChunks: [] };
-        return { exists: true, ok: false, badChunks: [-1] };
-      }
-    }
+    if (n.id === this.layout.nodeId) return verifyCopy(this.local, id);
     return this.rpc.call<BlobVerifyReply>(peerOf(n), 'POST', blobVerifyPathOf(id), {}, { timeoutMs: 10 * 60_000 });
   }
 

@@ -242,7 +242,7 @@ export class ReplicatedBlobs implements BlobBackend {
           // the repair verifies it and replaces it from a good copy if it is bad.
           if (!isPeerFailure(e)) {
             self.log.warn('blob copy read failed, trying the next copy', { blobId: ref.id, node: n.id, offset, error: msg });
-            self.reportCorrupt(n, ref, place);
+            self.queueCheck(n.id, ref, place, 'read failed');
           }
         } finally {
           stream?.destroy();
@@ -307,15 +307,20 @@ export class ReplicatedBlobs implements BlobBackend {
     return res.body;
   }
 
-  private reportCorrupt(n: LayoutNode, ref: BlobRef, place: BlobPlace): void {
+  /**
+   * Queues a check of the copy of `ref` on node `target` (a read failed on it, or the scrubber found it
+   * corrupt): the repair worker verifies it and, if it is bad, replaces it from a good copy. A size of 0
+   * means unknown (the footer may be what is damaged).
+   */
+  queueCheck(target: string, ref: BlobRef, place: BlobPlace, reason: string): void {
     const l = this.layout.current;
     const partition = l ? dataPlacement(l, place.bucket, place.key, place.policy).partition : 0;
     try {
-      this.repair.enqueue([{ kind: 'corrupt', target: n.id, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: ref.id, partition, sizeBytes: ref.size }]);
-      void this.repair.sync().catch(() => undefined);
-      this.log.error('blob copy failed on read; check and repair queued', { blobId: ref.id, node: n.id, bucket: place.bucket });
+      this.repair.enqueue([{ kind: 'corrupt', target, bucket: place.bucket, key: place.key, versionId: BLOB_ITEM_VERSION, blobId: ref.id, partition, sizeBytes: ref.size }]);
+      void this.repair.sync().then(() => this.repair.kick(target), () => undefined);
+      this.log.error('blob copy check and repair queued', { blobId: ref.id, node: target, bucket: place.bucket, reason });
     } catch (e) {
-      this.log.error('corrupt blob copy found on read; repair could not be queued', { blobId: ref.id, node: n.id, error: (e as Error).message });
+      this.log.error('blob copy check could not be queued', { blobId: ref.id, node: target, reason, error: (e as Error).message });
     }
   }
 
