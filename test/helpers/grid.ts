@@ -1,6 +1,8 @@
 // Test helpers for grids of real storage-node processes: start nodes that share a grid secret,
 // build a layout from their actual ports, apply and read layouts through the admin API.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Layout, LayoutNode, ReplicationPolicy } from '../../storage-node/src/layout/types';
 import { AccessKey, startNode, StartedNode } from './node-process';
 import { send } from './signed-http';
@@ -60,4 +62,37 @@ export async function layoutOf(node: StartedNode): Promise<Layout | null> {
   const r = await send(node.host, node.adminPort, 'GET', '/v1/layout', { authorization: `Bearer ${node.adminToken}` }, undefined);
   if (r.status !== 200) throw new Error(`GET /v1/layout: ${r.status} ${r.body}`);
   return (JSON.parse(r.body) as { layout: Layout | null }).layout;
+}
+
+/** Path of a blob file on a node's disk (the storage node's layout: <dataDir>/blobs/blobs/aa/<id>). */
+export function blobFileOf(n: StartedNode, id: string): string {
+  return path.join(n.dataDir, 'blobs', 'blobs', id.slice(0, 2), id);
+}
+
+/** Ids of the blob files on a node's disk, sorted (what the node holds, whatever its metadata says). */
+export function blobIds(n: StartedNode): string[] {
+  const root = path.join(n.dataDir, 'blobs', 'blobs');
+  const out: string[] = [];
+  for (const d of fs.readdirSync(root)) for (const f of fs.readdirSync(path.join(root, d))) if (/^[0-9a-f]{32}$/.test(f)) out.push(f);
+  return out.sort();
+}
+
+/** Flips every bit of the byte at `offset` of a file (writing a constant would leave it unchanged 1 time in 256). */
+export function flipByte(file: string, offset: number): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, offset);
+    b[0] ^= 0xff;
+    fs.writeSync(fd, b, 0, 1, offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** GET /v1/status of a node (admin token), parsed; fails the test on any other status than 200. */
+export async function nodeStatus<T>(n: StartedNode): Promise<T> {
+  const r = await send(n.host, n.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${n.adminToken}` }, undefined);
+  if (r.status !== 200) throw new Error(`GET /v1/status of ${n.nodeId}: ${r.status} ${r.body}`);
+  return JSON.parse(r.body) as T;
 }

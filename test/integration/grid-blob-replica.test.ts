@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { Readable } from 'node:stream';
 import { blobPathOf, blobUploadPathOf } from '../../storage-node/src/cluster/blob-replica';
 import { RpcClient, RpcError, RpcPeer } from '../../storage-node/src/rpc';
-import { applyLayout, startGridNodes, TestGrid } from '../helpers/grid';
+import { applyLayout, blobFileOf, startGridNodes, TestGrid } from '../helpers/grid';
 import { cleanupAllNodes, StartedNode } from '../helpers/node-process';
 import { send } from '../helpers/signed-http';
 
@@ -36,14 +35,13 @@ describe('grid: blob copies stored, served and checked on replicas', function ()
     for await (const c of res.body) parts.push(c as Buffer);
     return Buffer.concat(parts);
   };
-  const blobFile = (n: StartedNode, blobId: string): string => path.join(n.dataDir, 'blobs', 'blobs', blobId.slice(0, 2), blobId);
 
   it('stores a streamed copy under the gateway\'s blob id on each replica, durably, and says so', async () => {
     for (const n of grid.nodes) {
       const r = await put(n, id, data);
       assert.equal(r.status, 200);
       assert.deepEqual(r.json, { size: data.length, existed: false });
-      assert.ok(fs.existsSync(blobFile(n, id)));
+      assert.ok(fs.existsSync(blobFileOf(n, id)));
     }
   });
 
@@ -60,7 +58,7 @@ describe('grid: blob copies stored, served and checked on replicas', function ()
 
   it('cuts the response at a corrupt chunk, so that a reader moves to another copy; the other copy is good', async () => {
     const a = grid.nodes[0];
-    const file = blobFile(a, id);
+    const file = blobFileOf(a, id);
     const fd = fs.openSync(file, 'r+');
     fs.writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, 32 + 1024 * 1024 + 10); // inside chunk 1
     fs.closeSync(fd);
@@ -72,7 +70,7 @@ describe('grid: blob copies stored, served and checked on replicas', function ()
     const other = crypto.randomBytes(16).toString('hex');
     const r = await put(grid.nodes[1], other, data.subarray(0, 2_000_000), 2_500_000).then((x) => x, (e: RpcError) => e);
     assert.ok(r instanceof RpcError ? r.status === 400 : r.status === 400, `got ${r instanceof RpcError ? r.status : r.status}`);
-    assert.equal(fs.existsSync(blobFile(grid.nodes[1], other)), false);
+    assert.equal(fs.existsSync(blobFileOf(grid.nodes[1], other)), false);
     await assert.rejects(get(grid.nodes[1], other), (e: unknown) => e instanceof RpcError && e.status === 404);
   });
 

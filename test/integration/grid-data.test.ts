@@ -1,27 +1,13 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { blobVerifyPathOf, BlobVerifyReply } from '../../storage-node/src/cluster/blob-replica';
 import { RpcClient } from '../../storage-node/src/rpc';
-import { applyLayout, startGridNodes, TestGrid } from '../helpers/grid';
+import { applyLayout, blobFileOf, blobIds, flipByte, nodeStatus, startGridNodes, TestGrid } from '../helpers/grid';
 import { cleanupAllNodes, StartedNode, waitFor } from '../helpers/node-process';
 import { send } from '../helpers/signed-http';
 
-/** Committed blob files of a node (what is on its disk). */
-function blobIds(n: StartedNode): string[] {
-  const root = path.join(n.dataDir, 'blobs', 'blobs');
-  const out: string[] = [];
-  for (const d of fs.readdirSync(root)) for (const f of fs.readdirSync(path.join(root, d))) if (/^[0-9a-f]{32}$/.test(f)) out.push(f);
-  return out.sort();
-}
-
-async function status(n: StartedNode): Promise<{ repair: { owedItems: number; copiesMade: number; badCopiesReplaced: number } }> {
-  const r = await send(n.host, n.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${n.adminToken}` }, undefined);
-  assert.equal(r.status, 200, r.body);
-  return JSON.parse(r.body);
-}
+const status = (n: StartedNode) => nodeStatus<{ repair: { owedItems: number; copiesMade: number; badCopiesReplaced: number } }>(n);
 
 /**
  * Data placement, site loss, strict refusal, repair of owed and corrupt copies, through the S3 API of
@@ -110,14 +96,7 @@ describe('grid: object data placed per policy, kept through a site loss, repaire
   it('serves correct bytes when its own copies are corrupt, and replaces them with good ones', async () => {
     const ids = blobIds(a);
     for (const id of ids) {
-      const file = path.join(a.dataDir, 'blobs', 'blobs', id.slice(0, 2), id);
-      // Flip every bit of one byte (writing a constant would leave it unchanged 1 time in 256).
-      const fd = fs.openSync(file, 'r+');
-      const b = Buffer.alloc(1);
-      fs.readSync(fd, b, 0, 1, 32 + 7); // the first data chunk (the footer of a tiny blob)
-      b[0] ^= 0xff;
-      fs.writeSync(fd, b, 0, 1, 32 + 7);
-      fs.closeSync(fd);
+      flipByte(blobFileOf(a, id), 32 + 7); // the first data chunk (the footer of a tiny blob)
     }
     for (const [k, body] of objects) assert.ok((await get('scans', k.split('/')[1])).equals(body), `${k} read around the corrupt copy`);
     const rpc = new RpcClient({ nodeId: 'test-auditor', secrets: { current: grid.secret } });

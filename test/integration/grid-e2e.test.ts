@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand,
   ListObjectsV2Command, ListPartsCommand, PutObjectCommand, S3Client, UploadPartCommand,
@@ -10,21 +8,11 @@ import { META_PATHS } from '../../storage-node/src/cluster/meta-replica';
 import { metaPlacement } from '../../storage-node/src/layout/placement';
 import type { Layout } from '../../storage-node/src/layout/types';
 import { RpcClient } from '../../storage-node/src/rpc';
-import { applyLayout, startGridNodes, TestGrid } from '../helpers/grid';
+import { applyLayout, blobIds, nodeStatus, startGridNodes, TestGrid } from '../helpers/grid';
 import { cleanupAllNodes, StartedNode, waitFor } from '../helpers/node-process';
 import { send } from '../helpers/signed-http';
 
-function blobIds(n: StartedNode): string[] {
-  const root = path.join(n.dataDir, 'blobs', 'blobs');
-  const out: string[] = [];
-  for (const d of fs.readdirSync(root)) for (const f of fs.readdirSync(path.join(root, d))) if (/^[0-9a-f]{32}$/.test(f)) out.push(f);
-  return out;
-}
-
-async function owed(n: StartedNode): Promise<number> {
-  const r = await send(n.host, n.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${n.adminToken}` }, undefined);
-  return (JSON.parse(r.body) as { repair: { owedItems: number } }).repair.owedItems;
-}
+const owed = async (n: StartedNode): Promise<number> => (await nodeStatus<{ repair: { owedItems: number } }>(n)).repair.owedItems;
 
 /**
  * Three sites of two nodes each, every node a gateway, one copy per site (balanced): the end-to-end

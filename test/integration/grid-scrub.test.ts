@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { blobVerifyPathOf, BlobVerifyReply } from '../../storage-node/src/cluster/blob-replica';
 import { RpcClient } from '../../storage-node/src/rpc';
-import { applyLayout, startGridNodes, TestGrid } from '../helpers/grid';
+import { applyLayout, blobFileOf, blobIds, flipByte, nodeStatus, startGridNodes, TestGrid } from '../helpers/grid';
 import { cleanupAllNodes, waitFor } from '../helpers/node-process';
 import { send } from '../helpers/signed-http';
 
@@ -26,20 +24,14 @@ describe('grid: the scrubber has corrupt copies replaced', function () {
     const s3 = a.s3Client({ maxAttempts: 1, credentials: { accessKeyId: grid.key.accessKeyId, secretAccessKey: grid.key.secretAccessKey } });
     await s3.send(new CreateBucketCommand({ Bucket: 'archive' }));
     await s3.send(new PutObjectCommand({ Bucket: 'archive', Key: 'report.pdf', Body: crypto.randomBytes(1_500_000) }));
-    const root = path.join(b.dataDir, 'blobs', 'blobs');
-    const [id] = fs.readdirSync(root).flatMap((d) => fs.readdirSync(path.join(root, d)));
-    assert.match(id, /^[0-9a-f]{32}$/);
-    const file = path.join(root, id.slice(0, 2), id);
-    const fd = fs.openSync(file, 'r+');
-    const byte = Buffer.alloc(1);
-    fs.readSync(fd, byte, 0, 1, 32 + 1_200_000); // in the second chunk
-    byte[0] ^= 0xff;
-    fs.writeSync(fd, byte, 0, 1, 32 + 1_200_000);
-    fs.closeSync(fd);
+    const ids = blobIds(b);
+    assert.equal(ids.length, 1);
+    const [id] = ids;
+    flipByte(blobFileOf(b, id), 32 + 1_200_000); // in the second chunk
     const rpc = new RpcClient({ nodeId: 'test-auditor', secrets: { current: grid.secret } });
     try {
       await waitFor('the corrupt copy on b replaced by a good one', async () => {
-        const st = JSON.parse((await send(b.host, b.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${b.adminToken}` }, undefined)).body) as { repair: { badCopiesReplaced: number } };
+        const st = await nodeStatus<{ repair: { badCopiesReplaced: number } }>(b);
         if (st.repair.badCopiesReplaced < 1) return false;
         const v = await rpc.call<BlobVerifyReply>({ id: b.nodeId, address: `${b.host}:${b.rpcPort}` }, 'POST', blobVerifyPathOf(id), {});
         return v.ok;
