@@ -13,6 +13,8 @@ export interface GridConfig {
   secrets: { current: string; previous?: string };
   /** The peer RPC listener (docs/decisions/0010-peer-rpc.md). */
   rpc: { host: string; port: number; maxConcurrent: number };
+  /** Partition moves of a layout transition (docs/decisions/0016-layout-transitions.md). */
+  rebalance: { maxBytesPerSecond: number; concurrency: number };
 }
 
 export interface NodeConfig {
@@ -181,6 +183,7 @@ function readSecret(o: Obj, name: string, baseDir: string, required: boolean): s
 
 function parseGrid(g: Obj, baseDir: string): GridConfig {
   const rpc = section(g, 'rpc');
+  const rebalance = section(g, 'rebalance');
   const current = readSecret(g, 'secret', baseDir, true) as string;
   const previous = readSecret(g, 'previousSecret', baseDir, false);
   return {
@@ -190,6 +193,11 @@ function parseGrid(g: Obj, baseDir: string): GridConfig {
       host: str(rpc, 'host', '127.0.0.1'),
       port: int(rpc, 'port', 9002, 0, 65535),
       maxConcurrent: int(rpc, 'maxConcurrent', 256, 1, 100_000),
+    },
+    rebalance: {
+      // 100 MiB/s per node: moves finish in hours for tens of TB without starving client traffic.
+      maxBytesPerSecond: int(rebalance, 'maxBytesPerSecond', 100 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+      concurrency: int(rebalance, 'concurrency', 4, 1, 64),
     },
   };
 }

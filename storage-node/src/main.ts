@@ -23,6 +23,8 @@ import { BlobPlaces } from './cluster/blob-places';
 import { GridStore } from './cluster/grid-store';
 import { MetaQuorum } from './cluster/meta-quorum';
 import { HybridClock } from './util/hlc';
+import { Rebalancer } from './cluster/rebalance';
+import { WriteEpochs } from './cluster/write-epochs';
 
 export interface RunningNode {
   s3Port: number;
@@ -92,7 +94,9 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   const places = cfg.grid ? BlobPlaces.open(path.join(cfg.dataDir, 'meta', 'places.db')) : undefined;
   // The replica side of metadata replication; blobs a replaced record no longer uses are freed.
   const metaReplica = new MetaReplica(meta, (ids) => {
-    for (const id of ids) blobs.delete(id).catch((e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
+    for (const id of ids) {
+      blobs.delete(id).then(() => places?.forget(id), (e: Error) => log.warn('blob delete failed', { blobId: id, error: e.message }));
+    }
   });
   const grid: GridRuntime | undefined = cfg.grid ? await startGrid(cfg, cfg.grid, log, { routes: [...metaReplica.routes(), ...new BlobReplica(blobs, log, places).routes()] }) : undefined;
   // Owed copies survive restarts (docs/decisions/0012-repair-queue.md); a peer that comes back up gets
@@ -113,10 +117,21 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
   const clock = new HybridClock();
   clock.observe(meta.maxTimestamp());
   let gridStore: GridStore | undefined;
+  let rebalancer: Rebalancer | undefined;
   if (grid && repair) {
-    const quorum = new MetaQuorum(grid.layout, grid.rpc, metaReplica, { logger: log });
-    const replicated = new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log }, places);
+    const epochs = new WriteEpochs();
+    const quorum = new MetaQuorum(grid.layout, grid.rpc, metaReplica, { logger: log, epochs });
+    const replicated = new ReplicatedBlobs(grid.layout, grid.rpc, blobs, repair, { logger: log, epochs }, places);
     gridStore = new GridStore(meta, replicated, clock, { grid, quorum, replica: metaReplica, logger: log });
+    const gs = gridStore;
+    rebalancer = new Rebalancer({
+      layout: grid.layout, membership: grid.membership, rpc: grid.rpc, blobs, places: places!, epochs, dataDir: cfg.dataDir,
+      bucketNames: () => meta.listBuckets().map((b) => b.name),
+      policyOf: (b) => meta.getBucket(b)?.policy,
+      pullBucket: (b, from) => gs.pullBucketFrom(b, from),
+      owedItems: () => repair.stats().owedItems,
+    }, { ...cfg.grid!.rebalance, logger: log });
+    grid.addRoutes(rebalancer.routes());
     queueCorrupt = (id) => {
       const place = places?.get(id);
       if (!place) return void log.warn('corrupt blob has no known object; it is repaired when a read meets it', { blobId: id });
@@ -124,11 +139,16 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
     };
     grid.addRoutes(gridStore.routes());
     gridStore.start();
+    rebalancer?.start();
   }
   const store = gridStore ?? new Store(meta, new LocalBlobs(blobs), log, clock);
+  const gridUnavailable = (): string | undefined => grid?.unavailable() ?? gridStore?.catchingUp();
+  // A request that reaches a node still taking the grid's buckets and keys waits a little for it
+  // (the first pass runs as soon as the layout arrives) rather than failing at once.
+  const whenAvailable = gridStore ? (): Promise<void> => (grid?.unavailable() !== undefined ? Promise.resolve() : gridStore!.whenCaughtUp(5_000)) : undefined;
   if (grid) log.info('rpc listening', { host: cfg.grid!.rpc.host, port: grid.rpcPort, layoutVersion: grid.layout.version });
   const s3 = await startS3Server(
-    { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? () => grid.unavailable() : undefined },
+    { store, log, region: cfg.s3.region, domains: cfg.s3.domains, unavailable: grid ? gridUnavailable : undefined, whenAvailable },
     cfg.s3, audit, metrics, log,
   );
   log.info('s3 listening', { host: cfg.s3.host, port: s3.port });
@@ -145,11 +165,20 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
         grid: grid?.status(),
         repair: repair ? { ...repair.stats(), ...executor!.progress } : undefined,
         antiEntropy: gridStore?.antiEntropy,
+        rebalance: rebalancer?.status(),
         storage: usage,
       }),
     }, ...(grid?.adminRoutes() ?? []),
-    ...bucketKeyRoutes({ store, region: cfg.s3.region, layout: grid && (() => grid.layout.current), unavailable: grid && (() => grid.unavailable()) })],
-    isReady: () => (stopping ? { ready: false, reason: 'stopping' } : audit.overloaded ? { ready: false, reason: 'audit log behind' } : { ready: true }),
+    ...bucketKeyRoutes({ store, region: cfg.s3.region, layout: grid && (() => grid.layout.current), unavailable: grid && gridUnavailable, whenAvailable })],
+    // Ready = serves S3 (what a load balancer needs): in a grid, once the node holds a layout listing it
+    // and knows the grid's buckets and keys. /health says the process is up (what a runtime waits for
+    // before it adds the node to the layout).
+    isReady: () => {
+      if (stopping) return { ready: false, reason: 'stopping' };
+      if (audit.overloaded) return { ready: false, reason: 'audit log behind' };
+      const why = gridUnavailable();
+      return why === undefined ? { ready: true } : { ready: false, reason: why };
+    },
   });
   log.info('admin listening', { host: cfg.admin.host, port: admin.port });
 
@@ -183,6 +212,7 @@ export async function runNode(cfg: NodeConfig, log: Logger = createLogger({ leve
       log.info('node stopping', { reason });
       await s3.close(DRAIN_DEADLINE_MS);
       gridStore?.stop();
+      rebalancer?.stop();
       clearInterval(usageTimer);
       await grid?.stop(DRAIN_DEADLINE_MS);
       await repair?.close();

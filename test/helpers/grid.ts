@@ -4,6 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Layout, LayoutNode, ReplicationPolicy } from '../../storage-node/src/layout/types';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { AccessKey, startNode, StartedNode } from './node-process';
 import { send } from './signed-http';
 
@@ -30,8 +31,9 @@ export async function startGridNodes(specs: GridNodeSpec[], configOverrides: obj
     extraKeys: [key],
     configOverrides: {
       node: { id: `${s.site}-pool-${i}`, site: s.site, pool: `${s.site}-pool` },
-      grid: { name: 'test', secret, rpc: { host: s.host, port: 0 } },
       ...configOverrides,
+      // Merged, not replaced: a test may add grid settings (rebalance bounds) to the grid's own.
+      grid: { name: 'test', secret, rpc: { host: s.host, port: 0 }, ...(configOverrides as { grid?: object }).grid },
     },
   })));
   const sites = [...new Set(specs.map((s) => s.site))];
@@ -95,4 +97,27 @@ export async function nodeStatus<T>(n: StartedNode): Promise<T> {
   const r = await send(n.host, n.adminPort, 'GET', '/v1/status', { authorization: `Bearer ${n.adminToken}` }, undefined);
   if (r.status !== 200) throw new Error(`GET /v1/status of ${n.nodeId}: ${r.status} ${r.body}`);
   return JSON.parse(r.body) as T;
+}
+
+/**
+ * One S3 client per gateway node with the grid's key, made on first use, no retries (a test counts
+ * every failure); `destroy()` closes them all.
+ */
+export function gatewayClients(grid: () => TestGrid): { of: (n: StartedNode) => S3Client; destroy: () => void } {
+  const clients = new Map<string, S3Client>();
+  return {
+    of: (n) => {
+      let c = clients.get(n.nodeId);
+      if (!c) {
+        const { key } = grid();
+        c = n.s3Client({ maxAttempts: 1, credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey } });
+        clients.set(n.nodeId, c);
+      }
+      return c;
+    },
+    destroy: () => {
+      for (const c of clients.values()) c.destroy();
+      clients.clear();
+    },
+  };
 }

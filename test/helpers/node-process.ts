@@ -11,8 +11,9 @@ import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
  * own temporary folder, on free loopback ports, and makes sure none outlives the test run.
  *
  * Contract with the node: with port 0 it picks free ports; once both listeners are up it writes
- * <dataDir>/runtime.json = {pid, s3Port, adminPort, nodeId} atomically; GET /ready on the admin port
- * answers 200 when it serves; SIGTERM stops it gracefully with exit code 0.
+ * <dataDir>/runtime.json = {pid, s3Port, adminPort, nodeId} atomically; GET /health on the admin port
+ * answers 200 once it is up, GET /ready once it serves S3 (a grid node: once it is in a layout); SIGTERM
+ * stops it gracefully with exit code 0.
  */
 
 export interface AccessKey {
@@ -30,7 +31,7 @@ export interface StartOptions {
   dataDir?: string;
   /** Access keys added after the generated one. */
   extraKeys?: AccessKey[];
-  /** Deadline for runtime.json and /ready. */
+  /** Deadline for runtime.json and /health. */
   startTimeoutMs?: number;
 }
 
@@ -241,7 +242,7 @@ class NodeHandle implements StartedNode {
     const child = this.child!;
     // An early exit ends the wait at once (returned, not thrown: waitFor retries on errors).
     type Outcome = { exited: ExitStatus; info?: undefined } | { info: RuntimeJson; exited?: undefined };
-    const got = await waitFor<Outcome>('the node to start (runtime.json of this run, then /ready = 200)', async () => {
+    const got = await waitFor<Outcome>('the node to start (runtime.json of this run, then /health = 200)', async () => {
       if (this.lastExit) return { exited: this.lastExit };
       let rt: RuntimeJson;
       try {
@@ -250,7 +251,8 @@ class NodeHandle implements StartedNode {
         return undefined; // not written yet
       }
       if (rt.pid !== child.pid) return undefined; // left by an earlier run
-      const res = await fetch(`http://${this.host}:${rt.adminPort}/ready`, { signal: AbortSignal.timeout(2_000) });
+      // /health, not /ready: a grid node without a layout is up but does not serve S3 (it is not ready).
+      const res = await fetch(`http://${this.host}:${rt.adminPort}/health`, { signal: AbortSignal.timeout(2_000) });
       await res.arrayBuffer();
       return res.status === 200 ? { info: rt } : undefined;
     }, this.startTimeoutMs, 50);

@@ -8,7 +8,7 @@ import { META_PATHS } from '../../storage-node/src/cluster/meta-replica';
 import { metaPlacement } from '../../storage-node/src/layout/placement';
 import type { Layout } from '../../storage-node/src/layout/types';
 import { RpcClient } from '../../storage-node/src/rpc';
-import { applyLayout, blobIds, nodeStatus, startGridNodes, TestGrid } from '../helpers/grid';
+import { applyLayout, blobIds, gatewayClients, nodeStatus, startGridNodes, TestGrid } from '../helpers/grid';
 import { cleanupAllNodes, StartedNode, waitFor } from '../helpers/node-process';
 import { send } from '../helpers/signed-http';
 
@@ -22,17 +22,10 @@ describe('grid end to end: three sites, every node a gateway, a site lost and re
   this.timeout(300_000);
   let grid: TestGrid;
   let layout: Layout;
-  const clients = new Map<string, S3Client>();
+  const clientsOf = gatewayClients(() => grid);
   const acked = new Map<string, Buffer>();
   const bySite = (site: string): StartedNode[] => grid.nodes.filter((n) => n.nodeId.startsWith(`${site}-`));
-  const s3 = (n: StartedNode): S3Client => {
-    let c = clients.get(n.nodeId);
-    if (!c) {
-      c = n.s3Client({ maxAttempts: 1, credentials: { accessKeyId: grid.key.accessKeyId, secretAccessKey: grid.key.secretAccessKey } });
-      clients.set(n.nodeId, c);
-    }
-    return c;
-  };
+  const s3 = (n: StartedNode): S3Client => clientsOf.of(n);
   const get = async (n: StartedNode, key: string): Promise<Buffer> =>
     Buffer.from(await (await s3(n).send(new GetObjectCommand({ Bucket: 'imaging', Key: key }))).Body!.transformToByteArray());
   const listAll = async (n: StartedNode): Promise<string[]> => {
@@ -57,7 +50,7 @@ describe('grid end to end: three sites, every node a gateway, a site lost and re
     await s3(grid.nodes[0]).send(new CreateBucketCommand({ Bucket: 'imaging' }));
   });
   after(async () => {
-    for (const c of clients.values()) c.destroy();
+    clientsOf.destroy();
     await cleanupAllNodes();
   });
 

@@ -104,3 +104,44 @@ export interface ListAccessKeysResponse {
 export interface SetGrantsRequest {
   grants: AccessGrant[];
 }
+
+/**
+ * `rebalance` in GET /v1/status (grid nodes): this node's part in a layout transition
+ * (docs/decisions/0016-layout-transitions.md). Counters are for the transition to `layoutVersion`
+ * and restart from zero when a newer version arrives; bytes and partitions this node copies in.
+ */
+export interface RebalanceStatus {
+  /** The layout version this node serves under. */
+  layoutVersion: number;
+  /** Older layout versions still in use for reads and writes (the transition is open while non-empty). */
+  openVersions: number[];
+  /**
+   * idle: nothing to do; waiting: for every node to hold the new layout; copying: taking the partitions
+   * it gained; synced: done, waiting for the other nodes; cleaning: handing off and removing the copies it
+   * no longer owns (after the old versions were retired).
+   */
+  phase: 'idle' | 'waiting' | 'copying' | 'synced' | 'cleaning';
+  partitionsToMove: number;
+  partitionsMoved: number;
+  bucketsToSync: number;
+  bucketsSynced: number;
+  /** Known once the sources were asked for the sizes of the partitions (0 before). */
+  bytesToMove: number;
+  bytesMoved: number;
+  /** Recent copy rate; 0 when nothing moves. */
+  bytesPerSecond: number;
+  /** Estimated time left, or null when unknown (nothing moves yet). */
+  etaSeconds: number | null;
+  /** Bandwidth bound of the copy, bytes per second (0: unbounded). */
+  maxBytesPerSecond: number;
+  /** Blob copies held here, and the part of them the current layout places here. */
+  heldBlobs: number;
+  ownedBlobs: number;
+  /**
+   * True when this node is `draining`, no transition is open, and it holds no copy and owes no repair:
+   * it can be removed from the layout and stopped.
+   */
+  drained: boolean;
+  /** The nodes this one waits for in its current phase (waiting, synced), by id. */
+  waitingFor: string[];
+}

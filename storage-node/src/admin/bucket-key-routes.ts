@@ -22,6 +22,8 @@ export interface BucketKeyRoutesDeps {
   layout?: () => Layout | undefined;
   /** Why the node cannot serve data right now (a grid node without a layout), or undefined. */
   unavailable?: () => string | undefined;
+  /** Resolves once the node can serve or a short wait is over (a node joining a grid catches up first). */
+  whenAvailable?: () => Promise<void>;
 }
 
 /** Admin bodies are tiny; a grant list of MAX_GRANTS fits many times over. */
@@ -99,7 +101,8 @@ async function viaStore<T>(fn: () => Promise<T>): Promise<T> {
 
 export function bucketKeyRoutes(deps: BucketKeyRoutesDeps): AdminRoute[] {
   const { store } = deps;
-  const available = (): void => {
+  const available = async (): Promise<void> => {
+    await deps.whenAvailable?.();
     const why = deps.unavailable?.();
     if (why !== undefined) throw new AdminError(503, 'ServiceUnavailable', why, { 'retry-after': '5' });
   };
@@ -127,7 +130,7 @@ export function bucketKeyRoutes(deps: BucketKeyRoutesDeps): AdminRoute[] {
     if (versioning !== undefined && !VERSIONING.includes(versioning as string)) throw invalid('versioning must be Enabled, Suspended or Unversioned');
     if (objectLock !== undefined && typeof objectLock !== 'boolean') throw invalid('objectLock must be true or false');
     if (policy !== undefined && typeof policy !== 'string') throw invalid('policy must be the name of a layout policy');
-    available();
+    await available();
     if (owner !== undefined && !store.accessKey(owner)) throw unprocessable('UnknownAccessKey', `owner ${owner} is not an access key of this grid`);
     if (objectLock === true && versioning !== undefined && versioning !== 'Enabled') {
       throw unprocessable('InvalidBucketState', 'object lock needs versioning Enabled (or leave versioning out)');
@@ -146,7 +149,7 @@ export function bucketKeyRoutes(deps: BucketKeyRoutesDeps): AdminRoute[] {
   };
 
   const deleteBucket = async (name: string, res: ServerResponse): Promise<void> => {
-    available();
+    await available();
     // In a grid, the bucket's listing is brought current from its replicas first: "empty" is checked at a quorum.
     if (store.meta.getBucket(name)) await viaStore(() => store.prepare('DeleteBucket', name));
     bucketOr404(name);
@@ -161,7 +164,7 @@ export function bucketKeyRoutes(deps: BucketKeyRoutesDeps): AdminRoute[] {
       throw invalid(`name must be 1-${MAX_KEY_NAME_CHARS} printable characters`);
     }
     const grants = checkGrants(body.grants ?? []);
-    available();
+    await available();
     const k: AccessKeyRecord = { accessKeyId: newAccessKeyId(), secretAccessKey: newSecretAccessKey(), name, createdMs: Date.now(), grants };
     if (!(await viaStore(() => store.createAccessKey(k)))) throw new Error('a freshly generated access key id is already taken');
     sendJson(res, 201, { ...accessKeyInfo(k), secretAccessKey: k.secretAccessKey } satisfies CreateAccessKeyResponse);
@@ -171,14 +174,14 @@ export function bucketKeyRoutes(deps: BucketKeyRoutesDeps): AdminRoute[] {
     const body = await objectBody(req, ['grants']);
     if (body.grants === undefined) throw invalid('grants is required (an empty list removes every grant)');
     const grants = checkGrants(body.grants);
-    available();
+    await available();
     keyOr404(id);
     if (!(await viaStore(() => store.setAccessKeyGrants(id, grants)))) keyOr404(id);
     sendJson(res, 200, accessKeyInfo(keyOr404(id)));
   };
 
   const revokeKey = async (id: string, res: ServerResponse): Promise<void> => {
-    available();
+    await available();
     keyOr404(id);
     if (!(await viaStore(() => store.revokeAccessKey(id)))) keyOr404(id);
     res.writeHead(204, { 'cache-control': 'no-store' }).end();

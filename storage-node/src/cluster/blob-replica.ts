@@ -120,6 +120,9 @@ export class BlobReplica {
       // connection under it (it would see a broken pipe and count this node as failed).
       for await (const chunk of body) void chunk;
       if (declared !== undefined && held.sizeBytes !== declared) throw new RpcError(409, 'BlobMismatch', `blob ${id} is here with ${held.sizeBytes} bytes, not ${declared}`);
+      const bucket = req.query.get('bucket');
+      const key = req.query.get('key');
+      if (bucket !== null && key !== null) this.places?.record(id, { bucket, key }, held.sizeBytes);
       return { size: held.sizeBytes, existed: true };
     }
     const writer = this.blobs.createWriter({ id });
@@ -132,7 +135,7 @@ export class BlobReplica {
       }
       const bucket = req.query.get('bucket');
       const key = req.query.get('key');
-      if (bucket !== null && key !== null) this.places?.record(id, { bucket, key });
+      if (bucket !== null && key !== null) this.places?.record(id, { bucket, key }, ref.size);
       return { size: ref.size, existed: false };
     } catch (e) {
       await writer.abort().catch(() => undefined);

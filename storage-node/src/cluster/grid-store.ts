@@ -47,6 +47,12 @@ export class GridStore extends Store {
   private timer: NodeJS.Timeout | undefined;
   private passRunning = false;
   private readonly intervalMs: number;
+  /**
+   * A node that starts without a layout (new in the grid) knows no bucket and no access key: it serves
+   * S3 only once it has taken them from a peer. A node that restarts with a layout serves what it had
+   * and catches up in the background, as after any outage.
+   */
+  private caughtUp: boolean;
   /** Last anti-entropy pass, for the admin status. */
   readonly antiEntropy = { passes: 0, recordsTaken: 0, bucketsTaken: 0, accessKeysTaken: 0, lastPassMs: undefined as number | undefined, lastError: undefined as string | undefined };
 
@@ -59,6 +65,28 @@ export class GridStore extends Store {
     this.intervalMs = deps.antiEntropyIntervalMs ?? 5_000;
     this.uploads = new UploadHome(meta, deps.grid.layout, deps.grid, deps.logger);
     meta.enableReplication(() => clock.now());
+    this.caughtUp = deps.grid.layout.current !== undefined;
+    deps.grid.layout.on('change', () => {
+      if (!this.caughtUp && this.timer) void this.antiEntropyPass();
+    });
+  }
+
+  /** Resolves once this node has caught up, or after `maxMs`. */
+  whenCaughtUp(maxMs: number): Promise<void> {
+    if (this.caughtUp) return Promise.resolve();
+    return new Promise((resolve) => {
+      const deadline = Date.now() + maxMs;
+      const check = (): void => {
+        if (this.caughtUp || Date.now() >= deadline) return resolve();
+        setTimeout(check, 20);
+      };
+      check();
+    });
+  }
+
+  /** Why S3 requests cannot be served yet (a new node still taking buckets and keys), or undefined. */
+  catchingUp(): string | undefined {
+    return this.caughtUp ? undefined : 'This node joined the grid and is still taking its buckets and access keys from its peers; retry shortly.';
   }
 
   /** RPC routes: buckets and access keys are kept on every node. */
@@ -89,6 +117,7 @@ export class GridStore extends Store {
     if (this.timer) return;
     this.timer = setInterval(() => void this.antiEntropyPass(), this.intervalMs);
     this.timer.unref();
+    if (!this.caughtUp) void this.antiEntropyPass();
   }
 
   stop(): void {
@@ -118,7 +147,7 @@ export class GridStore extends Store {
       await this.quorum.write(bucket, records);
     } catch (e) {
       // Not acknowledged, so not kept here either: the next request reads the key from the replicas.
-      if (!this.quorum.replicas(bucket).some((n) => n.id === this.grid.layout.nodeId)) this.meta.forgetKey(bucket, key);
+      if (!this.quorum.isReplica(bucket)) this.meta.forgetKey(bucket, key);
       throw e;
     }
   }
@@ -162,6 +191,16 @@ export class GridStore extends Store {
     if (!this.meta.getBucket(bucket)) return; // the handler answers NoSuchBucket
     const { winners } = await this.quorum.readKeyRecords(bucket, key);
     this.applyLocal(winners.map((w) => ({ bucket, key, versionId: w.versionId, updatedTs: w.updatedTs, version: w.version })));
+  }
+
+  /**
+   * Takes the bucket's records from a majority of `from` (the replicas under an older layout) and
+   * makes them durable here: what a node that became a replica of the bucket does in a transition.
+   */
+  async pullBucketFrom(bucket: string, from: import('../layout/types').LayoutNode[]): Promise<number> {
+    const taken = await this.quorum.pullBucket(bucket, this.replica, async (records) => this.applyLocal(records), from);
+    if (taken > 0) await this.meta.sync();
+    return taken;
   }
 
   private async syncBucket(bucket: string): Promise<number> {
@@ -212,7 +251,8 @@ export class GridStore extends Store {
   }
 
   /**
-   * One background pass: buckets and access keys from a random live peer, then, for every bucket whose metadata this
+   * One background pass: buckets and access keys from a random live peer (every live peer while this
+   * node catches up), then, for every bucket whose metadata this
    * node replicates, the records its peers have and it lacks. A site that was down catches up this way
    * even if no client reads its keys.
    */
@@ -220,19 +260,34 @@ export class GridStore extends Store {
     if (this.passRunning || this.grid.layout.current === undefined || this.grid.layout.self === undefined) return;
     this.passRunning = true;
     try {
-      const peers = (this.grid.layout.current.nodes ?? []).filter((n) => n.id !== this.grid.layout.nodeId && this.grid.rpc.health.isUp(n.id));
-      if (peers.length > 0) {
-        const p = peers[Math.floor(Math.random() * peers.length)];
-        const got = await this.grid.rpc.call<{ records: BucketReplicaRecord[] }>(peerOf(p), 'GET', BUCKETS_PATH, undefined, { timeoutMs: 10_000 });
-        const n = this.applyBuckets(got.records);
-        const keys = await this.grid.rpc.call<{ records: AccessKeyReplicaRecord[] }>(peerOf(p), 'GET', ACCESS_KEYS_PATH, undefined, { timeoutMs: 10_000 });
-        const k = this.applyAccessKeys(keys.records);
-        if (n + k > 0) await this.meta.sync();
-        this.antiEntropy.bucketsTaken += n;
-        this.antiEntropy.accessKeysTaken += k;
+      const others = this.grid.layout.current.nodes.filter((n) => n.id !== this.grid.layout.nodeId && n.state !== 'failed');
+      const peers = others.filter((n) => this.grid.rpc.health.isUp(n.id));
+      if (others.length === 0) this.caughtUp = true; // alone in the grid: nothing to take
+      // A node catching up asks every live peer (one that joined with it may know nothing yet), and
+      // serves once a majority of them answered; afterwards one random peer per pass is enough.
+      const pick = Math.floor(Math.random() * peers.length);
+      const asked = this.caughtUp ? peers.slice(pick, pick + 1) : peers;
+      let answered = 0;
+      for (const p of asked) {
+        try {
+          const got = await this.grid.rpc.call<{ records: BucketReplicaRecord[] }>(peerOf(p), 'GET', BUCKETS_PATH, undefined, { timeoutMs: 10_000 });
+          const n = this.applyBuckets(got.records);
+          const keys = await this.grid.rpc.call<{ records: AccessKeyReplicaRecord[] }>(peerOf(p), 'GET', ACCESS_KEYS_PATH, undefined, { timeoutMs: 10_000 });
+          const k = this.applyAccessKeys(keys.records);
+          if (n + k > 0) await this.meta.sync();
+          this.antiEntropy.bucketsTaken += n;
+          this.antiEntropy.accessKeysTaken += k;
+          answered++;
+        } catch (e) {
+          if (this.caughtUp) throw e;
+        }
+      }
+      if (!this.caughtUp && others.length > 0 && answered >= majority(others.length)) {
+        this.glog.info('buckets and access keys taken from the peers; serving', { peersAnswered: answered, peers: others.length });
+        this.caughtUp = true;
       }
       for (const b of this.meta.listBuckets()) {
-        if (!this.quorum.replicas(b.name).some((n) => n.id === this.grid.layout.nodeId)) continue;
+        if (!this.quorum.isReplica(b.name)) continue;
         const taken = await this.syncBucket(b.name);
         if (taken > 0) {
           await this.meta.sync();

@@ -3,7 +3,7 @@
 import type { Layout, LayoutNode } from '../layout/types';
 import { PeerBusyError, PeerTimeoutError, PeerUnavailableError, RpcClient, RpcError, RpcPeer, RpcRoute } from '../rpc';
 import { Logger, silentLogger } from '../util/logger';
-import { LayoutRejectedError, LayoutState } from './layout-state';
+import { LayoutHistory, LayoutRejectedError, LayoutState } from './layout-state';
 
 export const LAYOUT_PATH = '/_rpc/layout';
 
@@ -48,13 +48,16 @@ export class Membership {
   /** The routes the RPC server must serve for layout exchange. */
   routes(): RpcRoute[] {
     return [
-      { method: 'GET', path: LAYOUT_PATH, handler: () => ({ layout: this.state.current ?? null }) },
+      { method: 'GET', path: LAYOUT_PATH, handler: () => ({ layout: this.state.current ?? null, history: this.history() }) },
       {
         method: 'PUT', path: LAYOUT_PATH, handler: (req) => {
-          const layout = (req.body as { layout?: Layout } | undefined)?.layout;
+          const body = req.body as { layout?: Layout; history?: LayoutHistory } | undefined;
+          const layout = body?.layout;
           if (layout === undefined) throw new RpcError(400, 'BadRequest', 'body must be { layout }');
           try {
-            return this.state.apply(layout);
+            const r = this.state.apply(layout);
+            if (r.version === layout.version && body?.history) this.state.mergeHistory(body.history);
+            return r;
           } catch (e) {
             if (e instanceof LayoutRejectedError) throw new RpcError(400, 'LayoutRejected', e.message);
             throw e;
@@ -62,6 +65,19 @@ export class Membership {
         },
       },
     ];
+  }
+
+  /** What travels with a layout: the older versions still in use (a node that joins late needs them). */
+  history(): LayoutHistory {
+    return this.state.historyRecord;
+  }
+
+  /** Asks a peer for its layout and transition history and takes what is newer (used by the rebalancer). */
+  async pullFrom(peer: RpcPeer): Promise<void> {
+    const r = await this.rpc.call<{ layout: Layout | null; history?: LayoutHistory }>(peer, 'GET', LAYOUT_PATH, undefined, { timeoutMs: 5_000 });
+    if (!r.layout) return;
+    const applied = this.state.apply(r.layout);
+    if (applied.version === r.layout.version && r.history) this.state.mergeHistory(r.history);
   }
 
   /** Called by the RPC client with the layout version a peer reported on a response. */
@@ -101,7 +117,7 @@ export class Membership {
     const layout = this.state.current;
     if (layout === undefined || this.busy.has(peer.id) || this.stopped) return;
     this.busy.add(peer.id);
-    this.rpc.call<{ version: number; applied: boolean }>(peer, 'PUT', LAYOUT_PATH, { layout }, { timeoutMs: 5_000 })
+    this.rpc.call<{ version: number; applied: boolean }>(peer, 'PUT', LAYOUT_PATH, { layout, history: this.history() }, { timeoutMs: 5_000 })
       .then((r) => {
         if (r.applied) this.log.info('layout pushed', { peer: peer.id, version: layout.version });
       })
@@ -114,10 +130,7 @@ export class Membership {
   private pull(peer: RpcPeer): void {
     if (this.busy.has(peer.id) || this.stopped) return;
     this.busy.add(peer.id);
-    this.rpc.call<{ layout: Layout | null }>(peer, 'GET', LAYOUT_PATH, undefined, { timeoutMs: 5_000 })
-      .then((r) => {
-        if (r.layout) this.state.apply(r.layout);
-      })
+    this.pullFrom(peer)
       .catch((e: Error) => {
         if (!isPeerFailure(e)) this.log.warn('layout pull failed', { peer: peer.id, error: e.message });
       })

@@ -8,7 +8,8 @@ import { Logger, silentLogger } from '../util/logger';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import { KeyRecordsReply, META_PATHS, MetaReplica } from './meta-replica';
-import { majority, mergeKeyRecords, untilEnough, VersionRecord } from './records';
+import { majority, majorityOfEach, mergeKeyRecords, untilEnough, VersionRecord } from './records';
+import type { WriteEpochs } from './write-epochs';
 
 /** Fewer replicas answered than a majority: the operation did not happen (writes) or cannot be trusted (reads). */
 export class QuorumError extends Error {
@@ -29,6 +30,8 @@ export interface MetaQuorumOptions {
   /** Deadline of one replica call. */
   timeoutMs?: number;
   logger?: Logger;
+  /** Writes in flight by layout version (a transition waits for the old ones to end). */
+  epochs?: WriteEpochs;
 }
 
 /**
@@ -40,6 +43,7 @@ export interface MetaQuorumOptions {
 export class MetaQuorum {
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly epochs: WriteEpochs | undefined;
 
   constructor(
     private readonly layout: LayoutState,
@@ -49,12 +53,48 @@ export class MetaQuorum {
   ) {
     this.log = opts.logger ?? silentLogger();
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.epochs = opts.epochs;
   }
 
+  /** The bucket's replicas under the current layout. */
   replicas(bucket: string): LayoutNode[] {
     const l = this.layout.current;
     if (l === undefined) throw new QuorumError('no layout', 0, 1);
     return metaPlacement(l, bucket);
+  }
+
+  /**
+   * The replicas reads ask: those of the oldest layout in use. Every acknowledged write reached a
+   * majority of them (writes during a transition reach a majority under every layout in use), and a
+   * new replica is read only once the transition that made it one is over (docs/decisions/0016).
+   */
+  readReplicas(bucket: string): LayoutNode[] {
+    const l = this.layout.oldest;
+    if (l === undefined) throw new QuorumError('no layout', 0, 1);
+    const current = this.layout.current!;
+    // The newest addresses: a node that moved is reached where it is now.
+    return metaPlacement(l, bucket).map((n) => current.nodes.find((x) => x.id === n.id) ?? n);
+  }
+
+  /** The replica sets writes must reach a majority of: one per layout in use (one outside transitions). */
+  writeSets(bucket: string): LayoutNode[][] {
+    const current = this.layout.current;
+    if (current === undefined) throw new QuorumError('no layout', 0, 1);
+    const sets: LayoutNode[][] = [];
+    const seen = new Set<string>();
+    for (const l of this.layout.inUse) {
+      const set = metaPlacement(l, bucket).map((n) => current.nodes.find((x) => x.id === n.id) ?? n);
+      const key = set.map((n) => n.id).sort().join(',');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      sets.push(set);
+    }
+    return sets;
+  }
+
+  /** True when this node replicates the bucket under some layout in use. */
+  isReplica(bucket: string): boolean {
+    return this.writeSets(bucket).some((s) => s.some((n) => n.id === this.layout.nodeId));
   }
 
   /**
@@ -64,16 +104,26 @@ export class MetaQuorum {
    * through `onLateMiss` so that they can be queued too.
    */
   async write(bucket: string, records: VersionRecord[], onLateMiss?: (node: LayoutNode, error: string) => void): Promise<WriteOutcome> {
-    const nodes = this.replicas(bucket);
-    const need = majority(nodes.length);
-    const out = await untilEnough(nodes, need, (n) => this.applyOn(n, records).catch((e: Error) => {
-      if (!isPeerFailure(e)) this.log.warn('metadata replica write failed', { node: n.id, bucket, error: e.message });
-      throw e;
-    }), (acked, failed) => new QuorumError(
-      `metadata of bucket ${bucket} reached ${acked.length} of ${nodes.length} replicas, ${need} needed (${failed.map((f) => `${f.target.id}: ${f.error.message}`).join('; ')})`,
-      acked.length, need,
-    ), onLateMiss && ((n, e) => onLateMiss(n, e.message)));
-    return { acked: out.acked.map((n) => n.id), missed: out.failed.map((f) => ({ node: f.target, error: f.error.message })) };
+    const end = this.epochs?.begin(this.layout.version);
+    try {
+      const sets = this.writeSets(bucket);
+      const byId = new Map<string, LayoutNode>();
+      for (const set of sets) for (const n of set) if (!byId.has(n.id)) byId.set(n.id, n);
+      const nodes = [...byId.values()];
+      // The same objects in the sets and the targets, so the quorum can count acknowledgements by identity.
+      const quorum = sets.length === 1 ? majority(nodes.length) : majorityOfEach(sets.map((s) => s.map((n) => byId.get(n.id)!)));
+      const need = sets.length === 1 ? `${majority(nodes.length)}` : `a majority of each of ${sets.map((s) => `[${s.map((n) => n.id).join(', ')}]`).join(' and ')}`;
+      const out = await untilEnough(nodes, quorum, (n) => this.applyOn(n, records).catch((e: Error) => {
+        if (!isPeerFailure(e)) this.log.warn('metadata replica write failed', { node: n.id, bucket, error: e.message });
+        throw e;
+      }), (acked, failed) => new QuorumError(
+        `metadata of bucket ${bucket} reached ${acked.length} of ${nodes.length} replicas, ${need} needed (${failed.map((f) => `${f.target.id}: ${f.error.message}`).join('; ')})`,
+        acked.length, majority(nodes.length),
+      ), onLateMiss && ((n, e) => onLateMiss(n, e.message)));
+      return { acked: out.acked.map((n) => n.id), missed: out.failed.map((f) => ({ node: f.target, error: f.error.message })) };
+    } finally {
+      end?.();
+    }
   }
 
   /**
@@ -86,7 +136,7 @@ export class MetaQuorum {
 
   /** readKey, with the winning record of every version id (tombstones included) to apply locally. */
   async readKeyRecords(bucket: string, key: string): Promise<ReturnType<typeof mergeKeyRecords>> {
-    const nodes = this.replicas(bucket);
+    const nodes = this.readReplicas(bucket);
     const need = majority(nodes.length);
     const answers = await this.gather(nodes, need, (n) => this.keyOn(n, bucket, key), `key ${bucket}/${key}`);
     const merged = mergeKeyRecords(answers.map((a) => a.value.records));
@@ -100,8 +150,8 @@ export class MetaQuorum {
    * many records were taken. Throws QuorumError when fewer than a majority (this node counting if it
    * is a replica) could be compared.
    */
-  async pullBucket(bucket: string, local: MetaReplica, apply: (records: VersionRecord[]) => Promise<void>): Promise<number> {
-    const nodes = this.replicas(bucket);
+  async pullBucket(bucket: string, local: MetaReplica, apply: (records: VersionRecord[]) => Promise<void>, from?: LayoutNode[]): Promise<number> {
+    const nodes = from ?? this.readReplicas(bucket);
     const need = majority(nodes.length);
     const selfIsReplica = nodes.some((n) => n.id === this.layout.nodeId);
     const others = nodes.filter((n) => n.id !== this.layout.nodeId);

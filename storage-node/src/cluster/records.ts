@@ -50,21 +50,22 @@ export function mergeKeyRecords(lists: { versionId: string; updatedTs: number; v
  * every quorum: metadata records to a bucket's replicas, buckets and keys to every node.
  */
 export function untilEnough<T>(
-  targets: readonly T[], need: number, run: (t: T) => Promise<unknown>,
+  targets: readonly T[], need: number | Quorum<T>, run: (t: T) => Promise<unknown>,
   fail: (acked: T[], failed: { target: T; error: Error }[]) => Error,
   onLate?: (t: T, error: Error) => void,
 ): Promise<{ acked: T[]; failed: { target: T; error: Error }[] }> {
   const acked: T[] = [];
   const failed: { target: T; error: Error }[] = [];
-  if (need <= 0) return Promise.resolve({ acked, failed });
+  const q: Quorum<T> = typeof need === 'number' ? countQuorum(targets.length, need) : need;
+  if (q.reached([])) return Promise.resolve({ acked, failed });
   let settled = false;
   return new Promise((resolve, reject) => {
     const check = (): void => {
       if (settled) return;
-      if (acked.length >= need) {
+      if (q.reached(acked)) {
         settled = true;
         resolve({ acked: [...acked], failed: [...failed] });
-      } else if (targets.length - failed.length < need) {
+      } else if (q.impossible(failed.map((f) => f.target))) {
         settled = true;
         reject(fail([...acked], [...failed]));
       }
@@ -81,6 +82,27 @@ export function untilEnough<T>(
       });
     }
   });
+}
+
+/** When a set of acknowledgements is enough, and when enough can no longer be had. */
+export interface Quorum<T> {
+  reached(acked: readonly T[]): boolean;
+  impossible(failed: readonly T[]): boolean;
+}
+
+function countQuorum<T>(targets: number, need: number): Quorum<T> {
+  return { reached: (a) => a.length >= need, impossible: (f) => targets - f.length < need };
+}
+
+/**
+ * A majority of every one of `sets` (the replica sets of the layouts in use during a transition,
+ * docs/decisions/0016): a write acknowledged this way is seen by a majority read under any of them.
+ */
+export function majorityOfEach<T>(sets: readonly (readonly T[])[]): Quorum<T> {
+  return {
+    reached: (a) => sets.every((s) => s.filter((t) => a.includes(t)).length >= majority(s.length)),
+    impossible: (f) => sets.some((s) => s.length - s.filter((t) => f.includes(t)).length < majority(s.length)),
+  };
 }
 
 /** Majority of `n` replicas: what a write needs acknowledged and a read needs answered. */

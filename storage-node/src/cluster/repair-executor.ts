@@ -54,7 +54,7 @@ export class RepairExecutor {
         this.log.warn('bad blob copy removed, copying a good one', { blobId: item.blobId, node: target.id, badChunks: state.badChunks });
       }
     }
-    const sources = readCandidates(l, item.bucket, item.key, target.site, { boundPolicy: this.policyOf?.(item.bucket) }).filter((n) => n.id !== target.id);
+    const sources = readCandidates(l, item.bucket, item.key, target.site, { boundPolicy: this.policyOf?.(item.bucket), previous: this.layout.open }).filter((n) => n.id !== target.id);
     let anyUnavailable = false;
     for (const src of sources) {
       if (signal.aborted) return 'retry';
@@ -112,7 +112,7 @@ export class RepairExecutor {
         await pipeline(body, w);
         const ref = await w.commit();
         if (size !== undefined && ref.size !== size) throw new Error(`copied ${ref.size} bytes, expected ${size}`);
-        this.places?.record(id, place);
+        this.places?.record(id, place, ref.size);
         return ref.size;
       } catch (e) {
         await w.abort().catch(() => undefined);

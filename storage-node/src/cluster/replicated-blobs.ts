@@ -14,6 +14,7 @@ import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import type { RepairItem, RepairQueue } from './repair-queue';
 import type { BlobPlaces } from './blob-places';
+import type { WriteEpochs } from './write-epochs';
 
 /**
  * The version id of a blob repair item: a copy is owed for the blob, whatever version references it
@@ -33,6 +34,8 @@ export interface ReplicatedBlobsOptions {
   logger?: Logger;
   /** Bytes buffered per remote copy before the upload waits for the slowest replica. */
   highWaterMarkBytes?: number;
+  /** Writes in flight by layout version (a transition waits for the old ones to end). */
+  epochs?: WriteEpochs;
 }
 
 /** Copies that must be durable before the write is acknowledged, for `placed` copies under `ingest`. */
@@ -43,6 +46,8 @@ export function requiredCopies(ingest: IngestMode, placed: number): number {
 
 interface Copy {
   node: LayoutNode;
+  /** A copy for an owner under an older layout still in use: made if it can be, never required or owed. */
+  extra?: boolean;
   sink: Writable;
   /** Resolves with the size the copy holds once durable. */
   done: Promise<number>;
@@ -69,13 +74,18 @@ class FanoutWriter extends Writable implements BlobSink {
     private readonly deferred: LayoutNode[],
     private readonly ingest: IngestMode,
     private readonly partition: number,
+    private readonly extras: LayoutNode[] = [],
+    private readonly endEpoch: () => void = () => undefined,
   ) {
     super({ highWaterMark: 1024 * 1024 });
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
     try {
-      this.copies = this.targets.map((n) => this.owner.openCopy(n, this.id, this.place));
+      this.copies = [
+        ...this.targets.map((n) => this.owner.openCopy(n, this.id, this.place)),
+        ...this.extras.map((n) => ({ ...this.owner.openCopy(n, this.id, this.place), extra: true })),
+      ];
       for (const c of this.copies) {
         c.done.catch((e: Error) => this.dropCopy(c, e.message));
         c.sink.on('error', (e: Error) => this.dropCopy(c, e.message));
@@ -119,13 +129,14 @@ class FanoutWriter extends Writable implements BlobSink {
   }
 
   commit(): Promise<BlobRef> {
-    this.commitPromise ??= this.doCommit();
+    this.commitPromise ??= this.doCommit().finally(this.endEpoch);
     return this.commitPromise;
   }
 
   async abort(): Promise<void> {
     if (this.aborted) return;
     this.aborted = true;
+    this.endEpoch();
     if (this.commitPromise !== undefined && (await this.commitPromise.then(() => true, () => false))) return;
     for (const c of this.copies) c.sink.destroy(new Error('upload aborted'));
     await Promise.all(this.copies.map((c) => c.done.catch(() => undefined)));
@@ -140,6 +151,7 @@ class FanoutWriter extends Writable implements BlobSink {
     const missing: { node: LayoutNode; error: string }[] = [];
     results.forEach((r, i) => {
       const c = this.copies[i];
+      if (c.extra) return;
       if (r.status === 'fulfilled' && r.value === this.bytes && c.failed === undefined) good.push(c.node);
       else missing.push({ node: c.node, error: r.status === 'rejected' ? String((r.reason as Error).message) : c.failed ?? `holds ${r.value} of ${this.bytes} bytes` });
     });
@@ -161,10 +173,10 @@ class FanoutWriter extends Writable implements BlobSink {
   }
 
   private checkEnoughError(): Error | undefined {
-    const alive = this.copies.filter((c) => c.failed === undefined).length;
+    const alive = this.copies.filter((c) => c.failed === undefined && !c.extra).length;
     const need = requiredCopies(this.ingest, this.targets.length);
     if (alive >= Math.max(1, need)) return undefined;
-    const why = this.copies.filter((c) => c.failed !== undefined).map((c) => `${c.node.id}: ${c.failed}`).join('; ');
+    const why = this.copies.filter((c) => c.failed !== undefined && !c.extra).map((c) => `${c.node.id}: ${c.failed}`).join('; ');
     return new InsufficientCopiesError(`only ${alive} of ${this.targets.length} copies can still be made, the ${this.ingest} policy needs ${need} (${why})`);
   }
 
@@ -177,6 +189,7 @@ class FanoutWriter extends Writable implements BlobSink {
 export class ReplicatedBlobs implements BlobBackend {
   private readonly log: Logger;
   private readonly hwm: number;
+  private readonly epochs: WriteEpochs | undefined;
 
   constructor(
     private readonly layout: LayoutState,
@@ -188,6 +201,7 @@ export class ReplicatedBlobs implements BlobBackend {
   ) {
     this.log = opts.logger ?? silentLogger();
     this.hwm = opts.highWaterMarkBytes ?? 1024 * 1024;
+    this.epochs = opts.epochs;
   }
 
   createWriter(place: BlobPlace): BlobSink {
@@ -211,13 +225,32 @@ export class ReplicatedBlobs implements BlobBackend {
     if (sync.length - down.length < need) {
       throw new InsufficientCopiesError(`policy ${placed.policy.name} (${placed.policy.ingest}) needs ${need} of ${sync.length} copies; down: ${down.map((n) => n.id).join(', ')}`);
     }
-    return new FanoutWriter(this, place, sync, deferred, placed.policy.ingest, placed.partition);
+    // During a transition the owners under the older layouts still in use get a copy too (best effort):
+    // whichever layout the transition ends on, the copy is where it expects it.
+    const extras = this.oldOwners(place, new Set(nodes.map((n) => n.id)));
+    const end = this.epochs?.begin(l.version);
+    return new FanoutWriter(this, place, sync, deferred, placed.policy.ingest, placed.partition, extras, end);
+  }
+
+  /** Owners of a place under the open older layouts that the current placement does not name (live ones). */
+  private oldOwners(place: BlobPlace, taken: Set<string>): LayoutNode[] {
+    const current = this.layout.current!;
+    const out: LayoutNode[] = [];
+    for (const old of this.layout.open) {
+      for (const n of dataPlacement(old, place.bucket, place.key, place.policy).copies.flatMap((c) => c.nodes)) {
+        const now = current.nodes.find((x) => x.id === n.id);
+        if (taken.has(n.id) || now === undefined || now.state === 'failed' || !this.isUp(now)) continue;
+        taken.add(n.id);
+        out.push(now);
+      }
+    }
+    return out;
   }
 
   openReader(ref: BlobRef, place: BlobPlace, range: { start: number; endInclusive: number }): Readable {
     const l = this.layout.current;
     if (l === undefined) throw new Error('this node has no layout');
-    const candidates = readCandidates(l, place.bucket, place.key, this.layout.self?.site ?? '', { boundPolicy: place.policy });
+    const candidates = readCandidates(l, place.bucket, place.key, this.layout.self?.site ?? '', { boundPolicy: place.policy, previous: this.layout.open });
     const self = this;
     async function* gen(): AsyncGenerator<Buffer> {
       let offset = range.start;
@@ -256,7 +289,7 @@ export class ReplicatedBlobs implements BlobBackend {
   async delete(ref: BlobRef, place: BlobPlace): Promise<void> {
     const l = this.layout.current;
     if (l === undefined) return;
-    const holders = readCandidates(l, place.bucket, place.key, '', { boundPolicy: place.policy });
+    const holders = readCandidates(l, place.bucket, place.key, '', { boundPolicy: place.policy, previous: this.layout.open });
     await Promise.all(holders.map((n) => this.deleteCopy(n, ref.id).catch((e: Error) => {
       // Left behind: garbage collection of copies nobody references is still to be built (see the note in main.ts).
       this.log.warn('blob copy delete failed', { blobId: ref.id, node: n.id, error: e.message });
@@ -269,7 +302,7 @@ export class ReplicatedBlobs implements BlobBackend {
       const w = this.local.createWriter({ id });
       const done = new Promise<number>((resolve, reject) => {
         w.once('finish', () => w.commit().then((r) => {
-          this.places?.record(id, place);
+          this.places?.record(id, place, r.size);
           resolve(r.size);
         }, reject));
         w.once('error', reject);

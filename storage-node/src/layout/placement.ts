@@ -148,9 +148,10 @@ export function metaPlacement(layout: Layout, bucket: string): LayoutNode[] {
  * failed sites are left out; no node appears twice.
  */
 export function readCandidates(
-  layout: Layout, bucket: string, key: string, ownSite: string, opts: { previous?: Layout; boundPolicy?: string } = {},
+  layout: Layout, bucket: string, key: string, ownSite: string, opts: { previous?: Layout | readonly Layout[]; boundPolicy?: string } = {},
 ): LayoutNode[] {
-  const { previous, boundPolicy } = opts;
+  const { boundPolicy } = opts;
+  const previous = opts.previous === undefined ? [] : Array.isArray(opts.previous) ? opts.previous as readonly Layout[] : [opts.previous as Layout];
   const seen = new Set<string>();
   const perSite = new Map<string, LayoutNode[]>();
   const add = (n: LayoutNode): void => {
@@ -160,7 +161,7 @@ export function readCandidates(
     list.push(n);
     perSite.set(n.site, list);
   };
-  for (const l of previous ? [layout, previous] : [layout]) {
+  for (const l of [layout, ...previous]) {
     for (const n of holders(l, bucket, key, boundPolicy)) {
       // A node that the current layout marks failed, or whose site failed, is not worth a try.
       const now = layout.nodes.find((x) => x.id === n.id);

@@ -18,6 +18,8 @@ export interface S3Services {
   domains: string[];
   /** Why the node cannot serve data right now (a grid node without a layout), or undefined. */
   unavailable?: () => string | undefined;
+  /** Resolves once the node can serve or a short wait is over (a node joining a grid catches up first). */
+  whenAvailable?: () => Promise<void>;
 }
 
 let seq = 0;

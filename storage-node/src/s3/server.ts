@@ -170,6 +170,7 @@ async function handle(ctx: S3Context, overloaded: boolean, maxSkewMs: number | u
     const r = route(ctx.req.method ?? 'GET', ctx.bucket !== undefined, ctx.key !== undefined, ctx.query, ctx.req.headers);
     ctx.operation = r.operation;
     if (overloaded) throw new S3Error('SlowDown');
+    await ctx.svc.whenAvailable?.();
     const unavailable = ctx.svc.unavailable?.();
     if (unavailable !== undefined) throw new S3Error('ServiceUnavailable', unavailable);
     const auth = authenticate(
