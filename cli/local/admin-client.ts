@@ -2,7 +2,7 @@
  * The few admin API calls the local runtime makes to its nodes (the same API the operator uses),
  * each bounded by a timeout. Types come from the storage node's shared admin API types.
  */
-import type { ApplyLayoutResponse, GetLayoutResponse, Layout } from '../../storage-node/src/admin/api-types';
+import type { ApplyLayoutResponse, GetLayoutResponse, Layout, RebalanceStatus } from '../../storage-node/src/admin/api-types';
 import { LocalError } from './state';
 
 const REQUEST_TIMEOUT_MS = 3_000;
@@ -15,15 +15,29 @@ export interface NodeStatus {
   grid?: { name: string; layoutVersion: number; inLayout: boolean; degraded: string[]; peers: { id: string; site: string; up: boolean }[] };
   storage?: { usedBytes?: number };
   repair?: { owedItems?: number; owedBytes?: number };
+  /** This node's part in a layout transition (nodes from before transitions do not report it). */
+  rebalance?: RebalanceStatus;
 }
 
 export class AdminClient {
   constructor(readonly host: string, readonly port: number, private readonly token: string) {}
 
-  /** True when GET /ready answers 200; false on any other answer or no answer. */
-  async ready(): Promise<boolean> {
+  /** True when GET /ready answers 200 (the node serves S3); false on any other answer or no answer. */
+  ready(): Promise<boolean> {
+    return this.ok('/ready');
+  }
+
+  /**
+   * True when GET /health answers 200: the process is up. A new grid node serves S3 (is ready) only
+   * once it is in the layout, so the runtime adds nodes that are up, then waits for them to be ready.
+   */
+  up(): Promise<boolean> {
+    return this.ok('/health');
+  }
+
+  private async ok(p: string): Promise<boolean> {
     try {
-      const res = await fetch(this.url('/ready'), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      const res = await fetch(this.url(p), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
       await res.arrayBuffer();
       return res.status === 200;
     } catch {

@@ -6,9 +6,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import type { ResolvedGrid } from '../../operator/src/planner/resolve';
 import { assignAddresses, wantedNodes } from './addresses';
 import { exportLines, shellQuote } from './format';
-import { checkPlan, ensureRunning, livePid, loadGridFile, planAndApply, stopNodes, type Runtime } from './runtime';
+import { checkPlan, ensureRunning, livePid, loadGridFile, planAndApply, stopNodes, withReplicas, type Runtime } from './runtime';
+import { DEFAULT_SCALE_TIMEOUT_S, finishScaleIn, parseReplicas, parseTimeoutMs, startScale, waitScale } from './scale';
 import { statusReport } from './status';
 import {
   DEFAULT_DATA_DIR, LocalError, STATE_FORMAT, loadOrCreateSecrets, lockDataDir, readState, requireSecrets, requireState, writeState,
@@ -20,6 +22,7 @@ const PORTS_ENV = 'ARCHIPEL_LOCAL_PORTS';
 
 interface DataOpts { data?: string }
 interface UpOpts extends DataOpts { file?: string; ports?: string; grid?: string }
+interface ScaleOpts extends DataOpts { replicas?: string; timeout?: string }
 
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
@@ -67,7 +70,13 @@ export async function up(opts: UpOpts): Promise<void> {
   const known = readState(data);
   const file = path.resolve(opts.file ?? known?.file ?? DEFAULT_FILE);
   if (!opts.file && !known && !fs.existsSync(file)) throw new LocalError(`no custom-resource file given and ${file} does not exist: pass -f FILE`, 2);
-  const resolved = loadGridFile(file, opts.grid ?? known?.grid);
+  const fromFile = loadGridFile(file, opts.grid ?? known?.grid);
+  // Counts set by `archipel local scale` win over the file's, for every later command (see scale.ts).
+  const resolved = withReplicas(fromFile, known?.replicas);
+  for (const p of fromFile.pools) {
+    const n = known?.replicas?.[p.metadata.name];
+    if (n !== undefined && n !== p.spec.replicas) say(`note: NodePool ${p.metadata.name} runs ${n} node(s), as \`archipel local scale\` set it (the file says ${p.spec.replicas})`);
+  }
   const gridName = resolved.grid.metadata.name;
   if (known && known.grid !== gridName) {
     throw new LocalError(`${data} holds grid ${known.grid}, and ${file} describes grid ${gridName}: use another --data folder`, 2);
@@ -172,7 +181,7 @@ export async function startSite(site: string, opts: DataOpts): Promise<void> {
   await withLock(data, async () => {
     const state = requireState(data);
     const nodes = siteNodes(state, site);
-    const resolved = loadGridFile(state.file, state.grid);
+    const resolved = withReplicas(loadGridFile(state.file, state.grid), state.replicas);
     const rt: Runtime = { data, state, secrets: requireSecrets(data), say };
     const wanted = new Set(wantedNodes(resolved).map((w) => w.id));
     const { started } = await ensureRunning(rt, resolved.grid, desired(state, wanted).filter((n) => nodes.includes(n)));
@@ -190,6 +199,35 @@ export async function down(opts: DataOpts): Promise<void> {
     const stopped = await stopNodes(rt, state.nodes, 'term');
     process.stdout.write(`grid ${state.grid}: ${stopped.length} node(s) stopped; data kept in ${data} (\`${hint(data, 'up')}\` brings it back)\n`);
   });
+}
+
+/**
+ * `scale POOL --replicas N`: the change under the lock, the wait without it (so `status`, `stop-site`
+ * and `start-site` work meanwhile), the removal of drained nodes under the lock again (scale.ts).
+ */
+export async function scale(pool: string, opts: ScaleOpts): Promise<void> {
+  const replicas = parseReplicas(opts.replicas);
+  const timeoutMs = parseTimeoutMs(opts.timeout);
+  const data = dataDir(opts);
+  requireState(data); // before the lock, which would create the folder
+  const h = (sub: string): string => hint(data, sub);
+  const secrets = requireSecrets(data);
+  const load = (state: LocalState): ResolvedGrid => loadGridFile(state.file, state.grid);
+  const step = await withLock(data, async () => {
+    const state = requireState(data);
+    return startScale({ data, state, secrets, say }, load(state), pool, replicas, h);
+  });
+  const rt: Runtime = { data, state: requireState(data), secrets, say };
+  const { summary, drained } = await waitScale(rt, step, { timeoutMs, reload: () => requireState(data), hint: h });
+  if (drained.length === 0) {
+    process.stdout.write(`${summary}\n`);
+    return;
+  }
+  const done = await withLock(data, async () => {
+    const state = requireState(data);
+    return finishScaleIn({ data, state, secrets, say }, load(state), step, summary);
+  });
+  process.stdout.write(`${done}\n`);
 }
 
 export async function status(opts: DataOpts): Promise<void> {
@@ -228,6 +266,14 @@ export function registerLocalCommands(program: Command): void {
     .action(run((o: DataOpts) => status(o)));
   local.command('env').description('print export lines for AWS_ENDPOINT_URL and credentials: eval "$(archipel local env)"').option('--data <dir>', dataOpt)
     .action(run((o: DataOpts) => env(o)));
+  local.command('scale')
+    .description('set the number of nodes of a NodePool: start new nodes and wait while they take their share of the data, '
+      + 'or drain the nodes beyond N, wait until they hold nothing, then stop and remove them')
+    .argument('<pool>', 'a NodePool of the grid')
+    .option('--replicas <n>', 'the number of nodes wanted (1-9; kept for later `up`s instead of the file\'s spec.replicas)')
+    .option('--data <dir>', dataOpt)
+    .option('--timeout <seconds>', `how long to wait for the data to move (default ${DEFAULT_SCALE_TIMEOUT_S})`)
+    .action(run((pool: string, o: ScaleOpts) => scale(pool, o)));
   local.command('stop-site').description('SIGKILL every node of a site (a datacenter outage)').argument('<site>').option('--data <dir>', dataOpt)
     .action(run((site: string, o: DataOpts) => stopSite(site, o)));
   local.command('start-site').description('start the nodes of a site again on the same addresses and data').argument('<site>').option('--data <dir>', dataOpt)

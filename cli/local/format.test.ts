@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { exportLines, formatBytes, shellQuote, table } from './format';
+import { exportLines, formatBytes, formatDuration, progressBar, shellQuote, table } from './format';
 
 describe('local runtime: text output', () => {
   it('quotes values so that a shell gives back exactly the same bytes', () => {
@@ -23,5 +23,22 @@ describe('local runtime: text output', () => {
 
   it('aligns table columns', () => {
     assert.equal(table([['A', 'BB'], ['ccc', 'd']]), 'A    BB\nccc  d');
+  });
+
+  it('draws a progress bar that is full only when done', () => {
+    assert.equal(progressBar(0.45), '[#########-----------]');
+    assert.equal(progressBar(0), '[--------------------]');
+    assert.equal(progressBar(0.999), '[###################-]', 'rounded down');
+    assert.equal(progressBar(1), '[####################]');
+    assert.equal(progressBar(1.7, 4), '[####]', 'clamped');
+    assert.equal(progressBar(Number.NaN, 4), '[----]');
+  });
+
+  it('formats durations in seconds, minutes and hours, and "unknown" when there is none', () => {
+    assert.equal(formatDuration(4.2), '5 s');
+    assert.equal(formatDuration(0), '0 s');
+    assert.equal(formatDuration(200), '3 min 20 s');
+    assert.equal(formatDuration(7500), '2 h 5 min');
+    assert.equal(formatDuration(null), 'unknown');
   });
 });

@@ -75,7 +75,7 @@ export function livePid(rt: Runtime, n: LocalNode): number | undefined {
 
 /**
  * Starts the given nodes that are not running, then waits until each of them (started now or
- * before) serves: its runtime.json names its live pid and GET /ready answers 200. Ports that are
+ * before) is up: its runtime.json names its live pid and GET /health answers 200. Ports that are
  * taken are refused before anything starts (fixed ports) or replaced by free ones (auto).
  * If a node does not come up, the nodes started by this call are stopped again.
  */
@@ -142,7 +142,7 @@ function clearStaleLock(rt: Runtime, n: LocalNode): void {
   if (!isNodeProcess(pid, configPath(rt, n))) fs.rmSync(lock, { force: true });
 }
 
-/** Waits for runtime.json of the live process and GET /ready = 200; records the ports it listens on. */
+/** Waits for runtime.json of the live process and GET /health = 200; records the ports it listens on. */
 async function waitServing(rt: Runtime, n: LocalNode, exited?: () => boolean): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   const config = configPath(rt, n);
@@ -156,7 +156,7 @@ async function waitServing(rt: Runtime, n: LocalNode, exited?: () => boolean): P
       n.s3Port = info.s3Port;
       n.adminPort = info.adminPort;
       n.rpcPort = info.rpcPort ?? 0;
-      if (await clientOf(rt, n).ready()) return;
+      if (await clientOf(rt, n).up()) return;
     }
     if (Date.now() >= deadline) throw new Error(`not serving after ${START_TIMEOUT_MS} ms (see ${paths.log(rt.data, n.id)})`);
     await sleep(POLL_MS);
@@ -173,14 +173,34 @@ function observe(state: LocalState, ready: Set<string>): ObservedNode[] {
   }));
 }
 
-function plan(resolved: ResolvedGrid, nodes: ObservedNode[], previous: Layout | undefined): PlanResult {
-  return planLayout({ grid: resolved.grid, sites: resolved.sites, pools: resolved.pools, policies: resolved.policies, nodes, previous });
+/**
+ * The file's pools with the replica counts `archipel local scale` set (state.replicas) instead of
+ * their `spec.replicas`; pools the file no longer has are ignored.
+ */
+export function withReplicas(resolved: ResolvedGrid, replicas: Record<string, number> | undefined): ResolvedGrid {
+  if (!replicas) return resolved;
+  const pools = resolved.pools.map((p) => {
+    const n = replicas[p.metadata.name];
+    return n === undefined || n === p.spec.replicas ? p : { ...p, spec: { ...p.spec, replicas: n } };
+  });
+  return { ...resolved, pools };
 }
 
-/** Readable refusal for a layout a node would refuse; the planner's other problems come back as warnings. */
-function judge(result: PlanResult): string[] {
+function plan(resolved: ResolvedGrid, nodes: ObservedNode[], previous: Layout | undefined, drainedNodeIds: string[] = []): PlanResult {
+  return planLayout({ grid: resolved.grid, sites: resolved.sites, pools: resolved.pools, policies: resolved.policies, nodes, previous, drainedNodeIds });
+}
+
+/**
+ * Readable refusal for a layout a node would refuse, or for a scale-in that would leave a policy
+ * unsatisfiable (the planner's `refused`); the planner's other problems come back as warnings.
+ */
+export function judge(result: PlanResult): string[] {
   const { errors } = checkLayout(result.layout);
   if (errors.length > 0) throw new LocalError(`the layout planned from this file would be refused by the nodes:\n${errors.map((e) => `  - ${e}`).join('\n')}`, 2);
+  if (result.refused.length > 0) {
+    throw new LocalError(`refused: removing these nodes would leave a policy without the copies it asks for:\n${result.refused.map((e) => `  - ${e}`).join('\n')}\n`
+      + 'Keep enough nodes in the site (NodePool replicas, or `archipel local scale`), or lower the policy\'s copies there first.', 2);
+  }
   return result.problems;
 }
 
@@ -194,24 +214,38 @@ export function checkPlan(state: LocalState, resolved: ResolvedGrid, ids: Set<st
     const host = state.nodes.find((n) => n.id === o.id)!.host;
     return { ...o, rpcAddress: `${host}:${g.rpc.port}`, s3Address: `${host}:${g.s3.port}` };
   });
-  return judge(plan(resolved, nodes, state.layout ?? undefined));
+  return judge(plan(withReplicas(resolved, state.replicas), nodes, state.layout ?? undefined));
 }
 
 /**
- * Plans the layout from the file and the running nodes, on top of the newest layout any node (or the
- * state file) holds, so versions only go up and an unchanged grid keeps its version; applies it to
- * every running node and waits until each holds it.
+ * Plans the layout from the file (with the replica counts of state.replicas) and the running nodes,
+ * on top of the newest layout any node (or the state file) holds, so versions only go up and an
+ * unchanged grid keeps its version. Applies nothing: `scale` looks at the plan before it changes
+ * anything. `ready` are the running nodes that answer /ready, the ones a layout is applied to.
  */
-export async function planAndApply(rt: Runtime, resolved: ResolvedGrid): Promise<{ layout: Layout; changed: boolean; warnings: string[] }> {
+export async function planNext(rt: Runtime, resolved: ResolvedGrid, drainedNodeIds: string[] = []): Promise<{ result: PlanResult; ready: LocalNode[] }> {
   const running = rt.state.nodes.filter((n) => livePid(rt, n) !== undefined);
   const seen = await Promise.all(running.map(async (n) => {
     const c = clientOf(rt, n);
-    return { n, ready: await c.ready(), layout: await c.layout().catch(() => null) };
+    return { n, ready: await c.up(), layout: await c.layout().catch(() => null) };
   }));
   let previous = rt.state.layout ?? undefined;
   for (const s of seen) if (s.layout && (!previous || s.layout.version > previous.version)) previous = s.layout;
   const ready = seen.filter((s) => s.ready).map((s) => s.n);
-  const result = plan(resolved, observe(rt.state, new Set(ready.map((n) => n.id))), previous);
+  const result = plan(withReplicas(resolved, rt.state.replicas), observe(rt.state, new Set(ready.map((n) => n.id))), previous, drainedNodeIds);
+  return { result, ready };
+}
+
+/**
+ * Plans the next layout (planNext), refuses it as `judge` says, applies it to every ready node and
+ * waits until each holds it. `drainedNodeIds`: draining nodes that reported themselves drained; they
+ * leave the layout and are not waited for (they are about to be stopped).
+ */
+export async function planAndApply(rt: Runtime, resolved: ResolvedGrid, opts: { drainedNodeIds?: string[] } = {}): Promise<{ layout: Layout; changed: boolean; warnings: string[] }> {
+  const drained = new Set(opts.drainedNodeIds ?? []);
+  const planned = await planNext(rt, resolved, [...drained]);
+  const { result } = planned;
+  const ready = planned.ready.filter((n) => !drained.has(n.id));
   const warnings = judge(result);
   const { layout } = result;
   await Promise.all(ready.map(async (n) => {
@@ -225,6 +259,16 @@ export async function planAndApply(rt: Runtime, resolved: ResolvedGrid): Promise
     if (Date.now() >= deadline) {
       const behind = ready.filter((_, i) => versions[i] !== layout.version).map((n, i) => `${n.id} at ${versions[i]}`);
       throw new LocalError(`not every node holds layout version ${layout.version} after ${LAYOUT_TIMEOUT_MS} ms: ${behind.join(', ')}`);
+    }
+    await sleep(POLL_MS);
+  }
+  // Nodes that just joined take the grid's buckets and keys before they serve: wait until they do.
+  const serving = ready.filter((n) => layout.nodes.some((x) => x.id === n.id && x.state !== 'failed'));
+  for (;;) {
+    const ok = await Promise.all(serving.map((n) => clientOf(rt, n).ready()));
+    if (ok.every(Boolean)) break;
+    if (Date.now() >= deadline) {
+      throw new LocalError(`not every node serves under layout version ${layout.version} after ${LAYOUT_TIMEOUT_MS} ms: ${serving.filter((_, i) => !ok[i]).map((n) => n.id).join(', ')}`);
     }
     await sleep(POLL_MS);
   }

@@ -56,6 +56,12 @@ export interface LocalState {
   nodes: LocalNode[];
   /** The newest layout applied by this runtime. */
   layout: Layout | null;
+  /**
+   * Replica counts set by `archipel local scale`, by NodePool name: they override the file's
+   * `spec.replicas` every time the runtime plans, so `up` and `start-site` keep them. Absent in
+   * state files written before `scale` existed.
+   */
+  replicas?: Record<string, number>;
   updatedAt: string;
 }
 
@@ -109,6 +115,10 @@ export function readState(data: string): LocalState | undefined {
   if (s === undefined) return undefined;
   if (s?.format !== STATE_FORMAT || !Array.isArray(s.nodes) || !Array.isArray(s.sites) || typeof s.grid !== 'string') {
     throw new LocalError(`${file}: unknown format ${JSON.stringify(s?.format)} (this archipel reads format ${STATE_FORMAT})`);
+  }
+  const bad = Object.entries(s.replicas ?? {}).filter(([, v]) => !Number.isInteger(v) || v < 1);
+  if (s.replicas !== undefined && (typeof s.replicas !== 'object' || s.replicas === null || Array.isArray(s.replicas) || bad.length > 0)) {
+    throw new LocalError(`${file}: "replicas" must map NodePool names to integers ≥ 1 (got ${JSON.stringify(s.replicas)})`);
   }
   return s;
 }

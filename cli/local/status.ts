@@ -1,10 +1,12 @@
 /**
  * `archipel local status`: one row per node (site, address, process, readiness, layout version,
- * capacity used, owed copies), then the grid: do the running nodes agree on the layout, which
- * sites are down, which policies are degraded. Asks every running node in parallel, each bounded.
+ * capacity used, owed copies, part in a layout transition), a progress bar per site while data
+ * moves, then the grid: do the running nodes agree on the layout, which sites are down, which
+ * policies are degraded. Asks every running node in parallel, each bounded.
  */
 import { formatBytes, table } from './format';
 import type { NodeStatus } from './admin-client';
+import { rebalanceCell, siteProgressLine } from './rebalance';
 import { clientOf, livePid, type Runtime } from './runtime';
 import type { LocalNode } from './state';
 
@@ -38,7 +40,7 @@ export async function statusReport(rt: Runtime): Promise<string> {
   const role = (site: string): string => state.sites.find((s) => s.name === site)?.role ?? '?';
   const out: string[] = [`Grid ${state.grid} (file ${state.file}, data ${rt.data})`, ''];
   out.push(table([
-    ['SITE', 'ROLE', 'NODE', 'S3 ADDRESS', 'PROCESS', 'READY', 'LAYOUT', 'USED', 'OWED'],
+    ['SITE', 'ROLE', 'NODE', 'S3 ADDRESS', 'PROCESS', 'READY', 'LAYOUT', 'USED', 'OWED', 'REBALANCE'],
     ...rows.map((r) => [
       r.n.site, role(r.n.site), r.n.id, `${r.n.host}:${r.n.s3Port || '-'}`,
       r.pid === undefined ? 'down' : `up (pid ${r.pid})`,
@@ -46,8 +48,15 @@ export async function statusReport(rt: Runtime): Promise<string> {
       r.st?.grid ? String(r.st.grid.layoutVersion) : '-',
       formatBytes(r.st?.storage?.usedBytes),
       owed(r.st),
+      rebalanceCell(r.st?.rebalance),
     ]),
   ]));
+  const draining = new Set((state.layout?.nodes ?? []).filter((n) => n.state === 'draining').map((n) => n.id));
+  for (const s of [...state.sites].sort((a, b) => a.index - b.index)) {
+    const nodes = rows.filter((r) => r.n.site === s.name).map((r) => ({ id: r.n.id, draining: draining.has(r.n.id), rebalance: r.st?.rebalance }));
+    const line = siteProgressLine(s.name, nodes);
+    if (line) out.push(line);
+  }
   out.push('');
   const up = rows.filter((r) => r.pid !== undefined);
   const versions = new Map<number, string[]>();

@@ -56,7 +56,7 @@ function killProcessesUnder(dir: string): void {
   }
 }
 
-describe('local runtime: archipel local up, env, status, stop-site, start-site, down', function () {
+describe('local runtime: archipel local up, env, status, stop-site, start-site, down, scale', function () {
   this.timeout(180_000);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-local-'));
   const data = path.join(root, 'grid');
@@ -191,6 +191,42 @@ describe('local runtime: archipel local up, env, status, stop-site, start-site, 
     const versions = await Promise.all(again.nodes.map(async (n) => (await layoutOf(n))?.version));
     assert.deepEqual(versions, again.nodes.map(() => (sameAddresses ? 1 : 2)), 'unchanged grid, unchanged version (+1 only if a port had to change)');
     assert.equal(await readBody(s3For(again.nodes.find((n) => n.id === 'paris-pool-0')!), 'patient-42/scan'), 'kept across down and up');
+  });
+
+  it('scale adds a node to a pool: it starts, joins the layout, takes its share, and serves what was there before', async () => {
+    const r = await ok(['scale', 'lyon-pool', '--replicas', '2']);
+    const st = state();
+    const added = st.nodes.find((n) => n.id === 'lyon-pool-1');
+    assert.ok(added && added.pid && alive(added.pid), `lyon-pool-1 runs\n${r.stderr}`);
+    for (const n of st.nodes) assert.ok((await layoutOf(n))?.nodes.some((x) => x.id === 'lyon-pool-1' && x.state === 'active'), `${n.id} has lyon-pool-1 in its layout`);
+    const status = await fetch(`http://${added.host}:${added.adminPort}/v1/status`, { headers: { authorization: `Bearer ${secrets().adminToken}` } });
+    const rb = ((await status.json()) as { rebalance: { phase: string; openVersions: number[]; heldBlobs: number; ownedBlobs: number } }).rebalance;
+    assert.deepEqual([rb.phase, rb.openVersions], ['idle', []], 'the transition is over when scale returns');
+    assert.equal(rb.heldBlobs, rb.ownedBlobs);
+    assert.equal(await readBody(s3For(added), 'patient-42/scan'), 'kept across down and up');
+    const shown = await ok(['status']);
+    assert.match(shown.stdout, /REBALANCE/);
+    assert.match(shown.stdout, /lyon-pool-1/);
+  });
+
+  it('scale back in drains the node, then removes it from the layout and stops it; nothing is lost', async () => {
+    const before = state().nodes.find((n) => n.id === 'lyon-pool-1')!;
+    await ok(['scale', 'lyon-pool', '--replicas', '1']);
+    const st = state();
+    assert.ok(!st.nodes.some((n) => n.id === 'lyon-pool-1'), 'gone from the state');
+    assert.ok(!alive(before.pid!), 'its process is stopped');
+    for (const n of st.nodes) assert.ok(!(await layoutOf(n))?.nodes.some((x) => x.id === 'lyon-pool-1'), `${n.id}: not in the layout any more`);
+    for (const n of st.nodes) assert.equal(await readBody(s3For(n), 'patient-42/scan'), 'kept across down and up', `read through ${n.id}`);
+  });
+
+  it('scale refuses an unknown pool and a count below 1, changing nothing', async () => {
+    const before = fs.readFileSync(path.join(data, 'local-grid.json'), 'utf8');
+    for (const args of [['scale', 'nowhere-pool', '--replicas', '2'], ['scale', 'lyon-pool', '--replicas', '0']]) {
+      const r = await cli(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+      assert.ok(r.stderr.trim().length > 0, 'says why');
+    }
+    assert.equal(fs.readFileSync(path.join(data, 'local-grid.json'), 'utf8'), before);
   });
 
   describe('bad input', () => {

@@ -13,7 +13,7 @@ function doc(kind: string, name: string, spec: string): string {
 }
 
 /** Three sites (dc3 fallback), a pool of `replicas[i]` per site, one copy per site by default. */
-function crs(opts: { replicas?: number[]; extra?: string[]; failed?: string[]; defaultPolicy?: boolean } = {}): ResolvedGrid {
+function crs(opts: { replicas?: number[]; extra?: string[]; failed?: string[]; defaultPolicy?: boolean; defaultSites?: string[] } = {}): ResolvedGrid {
   const replicas = opts.replicas ?? [2, 2, 2];
   const docs = [doc('Grid', 'demo', 'partitionCount: 256')];
   ['dc1', 'dc2', 'dc3'].forEach((s, i) => {
@@ -22,7 +22,8 @@ function crs(opts: { replicas?: number[]; extra?: string[]; failed?: string[]; d
     docs.push(doc('NodePool', `${s}-pool`, `site: ${s}\nreplicas: ${replicas[i]}\nstorage:\n  size: 1Ti`));
   });
   if (opts.defaultPolicy !== false) {
-    docs.push(doc('ReplicationPolicy', 'default', 'grid: demo\nrules:\n  - site: dc1\n  - site: dc2\n  - site: dc3'));
+    const rules = (opts.defaultSites ?? ['dc1', 'dc2', 'dc3']).map((s) => `  - site: ${s}`).join('\n');
+    docs.push(doc('ReplicationPolicy', 'default', `grid: demo\nrules:\n${rules}`));
   }
   docs.push(...(opts.extra ?? []));
   const parsed = parseResources(docs.join('---\n'));
@@ -124,13 +125,84 @@ describe('planner: layout planning', () => {
   });
 
   it('drains the nodes of a deleted pool, and never adds a pod beyond replicas', () => {
-    const v1 = plan(crs(), allNodes()).layout;
-    const r = crs();
+    const v1 = plan(crs({ defaultSites: ['dc1', 'dc2'] }), allNodes()).layout;
+    const r = crs({ defaultSites: ['dc1', 'dc2'] }); // no policy needs dc3
     const withoutDc3Pool = { ...r, pools: r.pools.filter((p) => p.metadata.name !== 'dc3-pool') };
     const v2 = plan(withoutDc3Pool, allNodes(), { previous: v1 });
     assert.deepEqual(ids(v2.layout, 'draining'), ['dc3-pool-0', 'dc3-pool-1']);
-    const extra = plan(crs(), [...allNodes(), observed('dc1-pool', 2)], { previous: v1 });
+    assert.deepEqual(v2.refused, []);
+    const extra = plan(crs({ defaultSites: ['dc1', 'dc2'] }), [...allNodes(), observed('dc1-pool', 2)], { previous: v1 });
     assert.equal(extra.changed, false);
+  });
+
+  describe('refuses a scale-in that would leave a policy unsatisfiable', () => {
+    const med = doc('ReplicationPolicy', 'med', 'grid: demo\nmatch:\n  buckets: ["med-*"]\nrules:\n  - site: dc1\n    copies: 2\ningest: strict');
+
+    it('refuses emptying a site a policy needs, and keeps its nodes active so applying the layout changes nothing', () => {
+      const v1 = plan(crs(), allNodes()).layout;
+      const r = crs();
+      r.pools.find((p) => p.metadata.name === 'dc1-pool')!.spec.replicas = 0; // parse refuses 0; the operator may see it from an edit
+      const out = plan(r, allNodes(), { previous: v1 });
+      assert.deepEqual(out.refused, ['NodePool dc1-pool: scaling to 0 leaves site dc1 with 0 active nodes; policy default asks 1 copy there']);
+      assert.deepEqual(ids(out.layout, 'active'), ids(v1, 'active'));
+      assert.equal(out.changed, false);
+      assert.equal(out.layout.version, 1);
+      assert.deepEqual(out.problems, [], 'no degraded-policy warning: nothing is taken away');
+    });
+
+    it('refuses going below the copies a policy keeps in the site, site by site: another site\'s scale-in goes on', () => {
+      const v1 = plan(crs({ extra: [med] }), allNodes()).layout;
+      const out = plan(crs({ extra: [med], replicas: [1, 1, 2] }), allNodes(), { previous: v1 });
+      assert.deepEqual(out.refused, ['NodePool dc1-pool: scaling to 1 leaves site dc1 with 1 active node; policy med asks 2 copies there']);
+      assert.deepEqual(ids(out.layout, 'draining'), ['dc2-pool-1'], 'dc2 keeps its one copy with one node');
+      assert.ok(ids(out.layout, 'active').includes('dc1-pool-1'));
+      assert.equal(out.layout.version, 2);
+    });
+
+    it('names every policy the scale-in would break', () => {
+      const v1 = plan(crs({ extra: [med] }), allNodes()).layout;
+      const r = crs({ extra: [med] });
+      r.pools.find((p) => p.metadata.name === 'dc1-pool')!.spec.replicas = 0;
+      const out = plan(r, allNodes(), { previous: v1 });
+      assert.deepEqual(out.refused, ['NodePool dc1-pool: scaling to 0 leaves site dc1 with 0 active nodes; policy med asks 2 copies there; policy default asks 1 copy there']);
+    });
+
+    it('refuses deleting the only pool of a needed site', () => {
+      const v1 = plan(crs(), allNodes()).layout;
+      const r = crs();
+      const out = plan({ ...r, pools: r.pools.filter((p) => p.metadata.name !== 'dc3-pool') }, allNodes(), { previous: v1 });
+      assert.deepEqual(out.refused, ['NodePool dc3-pool: removing it leaves site dc3 with 0 active nodes; policy default asks 1 copy there']);
+      assert.deepEqual(ids(out.layout, 'draining'), []);
+      assert.equal(out.changed, false);
+    });
+
+    it('allows a scale-in when another pool of the site keeps enough nodes', () => {
+      const extraPool = doc('NodePool', 'dc1-extra', 'site: dc1\nreplicas: 1\nstorage:\n  size: 1Ti');
+      const nodes = [...allNodes(), observed('dc1-extra', 0, { rpcAddress: '127.0.0.1:7100', s3Address: '127.0.0.1:9100' })];
+      const v1 = plan(crs({ extra: [med, extraPool] }), nodes).layout;
+      const out = plan(crs({ extra: [med, extraPool], replicas: [1, 2, 2] }), nodes, { previous: v1 });
+      assert.deepEqual(out.refused, []);
+      assert.deepEqual(ids(out.layout, 'draining'), ['dc1-pool-1']);
+    });
+
+    it('does not refuse what the previous layout could not meet either (a degraded policy stays a warning)', () => {
+      const big = doc('ReplicationPolicy', 'big', 'grid: demo\nmatch:\n  buckets: ["big-*"]\nrules:\n  - site: dc1\n    copies: 3');
+      const v1 = plan(crs({ extra: [big] }), allNodes()).layout;
+      const out = plan(crs({ extra: [big], replicas: [1, 2, 2] }), allNodes(), { previous: v1 });
+      assert.deepEqual(out.refused, []);
+      assert.deepEqual(ids(out.layout, 'draining'), ['dc1-pool-1']);
+      assert.deepEqual(out.problems, ['layout: policy big: asks for 3 copies in site dc1, which has 1 active node(s)']);
+    });
+
+    it('lets a drained node leave, and a Failed site\'s nodes go, without a refusal', () => {
+      const v1 = plan(crs(), allNodes()).layout;
+      const v2 = plan(crs({ replicas: [1, 2, 2] }), allNodes(), { previous: v1 }).layout;
+      const v3 = plan(crs({ replicas: [1, 2, 2] }), allNodes(), { previous: v2, drainedNodeIds: ['dc1-pool-1'] });
+      assert.deepEqual(v3.refused, []);
+      assert.ok(!ids(v3.layout).includes('dc1-pool-1'));
+      const failed = plan(crs({ failed: ['dc3'] }), allNodes(), { previous: v1 });
+      assert.deepEqual(failed.refused, []);
+    });
   });
 
   it('takes the nodes of a Failed site out of the layout and says which copies are not made', () => {

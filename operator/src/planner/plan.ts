@@ -39,6 +39,11 @@ export interface PlanResult {
   changed: boolean;
   /** Readable; the layout is produced even when there are problems. */
   problems: string[];
+  /**
+   * Scale-ins refused because they would leave a policy unsatisfiable, one message per pool; the
+   * nodes concerned stay active in `layout`, so applying it anyway takes nothing away.
+   */
+  refused: string[];
 }
 
 const ID = /^(.+)-(0|[1-9][0-9]{0,5})$/;
@@ -62,6 +67,7 @@ export function planLayout(input: PlanInput): PlanResult {
   }
   const siteList = [...sites.values()].sort((a, b) => cmp(a.name, b.name));
   const policies = planPolicies(input, siteList, problems);
+  const refused = refuseUnsafeScaleIn(input, nodes, sites, policies, problems);
   const next: Layout = {
     version: 1,
     partitionCount,
@@ -73,7 +79,7 @@ export function planLayout(input: PlanInput): PlanResult {
   for (const p of validateLayout(next)) problems.push(`layout: ${p}`);
   const changed = !previous || canonical(previous) !== canonical(next);
   next.version = previous ? previous.version + (changed ? 1 : 0) : 1;
-  return { layout: next, changed, problems };
+  return { layout: next, changed, problems, refused };
 }
 
 function planNodes(input: PlanInput, sites: Map<string, SiteInfo>, problems: string[]): LayoutNode[] {
@@ -112,6 +118,49 @@ function planNodes(input: PlanInput, sites: Map<string, SiteInfo>, problems: str
     if (n) out.push(n);
   }
   return out;
+}
+
+/**
+ * A scale-in (a node `previous` had active is now draining or gone) that leaves a policy rule with
+ * more copies than its site has active nodes, when `previous` had enough, would lose the copies
+ * that rule keeps there: it is refused per site, and the site's nodes that were active stay active
+ * (mutating `nodes`). A rule `previous` could not meet either is a capacity warning, not a refusal:
+ * refusing it would block every change of a grid that is already degraded.
+ */
+function refuseUnsafeScaleIn(input: PlanInput, nodes: LayoutNode[], sites: Map<string, SiteInfo>, policies: ReplicationPolicy[], problems: string[]): string[] {
+  const { previous } = input;
+  if (!previous) return [];
+  const prevSiteActive = new Set(previous.sites.filter((s) => s.state === 'active').map((s) => s.name));
+  const countActive = (list: LayoutNode[], siteName: string): number =>
+    list.filter((n) => n.site === siteName && n.state === 'active').length;
+  const refused: string[] = [];
+  const pools = new Map<string, NodePool>(input.pools.map((p) => [p.metadata.name, p]));
+  const observed = new Map<string, ObservedNode>(input.nodes.map((o) => [o.id, o]));
+  for (const site of [...sites.values()].sort((a, b) => cmp(a.name, b.name))) {
+    if (site.state !== 'active' || !prevSiteActive.has(site.name)) continue; // a Failed site's copies are reported elsewhere
+    const lost = previous.nodes.filter((p) => p.site === site.name && p.state === 'active' && !nodes.some((n) => n.id === p.id && n.state === 'active'));
+    if (lost.length === 0) continue;
+    const before = countActive(previous.nodes, site.name);
+    const after = countActive(nodes, site.name);
+    const short = policies.flatMap((p) => p.rules.filter((r) => r.site === site.name && r.copies > after && r.copies <= before).map((r) => ({ p, r })));
+    if (short.length === 0) continue;
+    const asks = short.map(({ p, r }) => `policy ${p.name} asks ${r.copies} cop${r.copies === 1 ? 'y' : 'ies'} there`).join('; ');
+    for (const poolName of [...new Set(lost.map((n) => n.pool))].sort(cmp)) {
+      const pool = pools.get(poolName);
+      const what = pool ? `scaling to ${pool.spec.replicas}` : 'removing it';
+      refused.push(`NodePool ${poolName}: ${what} leaves site ${site.name} with ${after} active node${after === 1 ? '' : 's'}; ${asks}`);
+    }
+    for (const old of lost) {
+      // Keep the node as it is (addresses follow a Ready node as usual), so applying this layout takes nothing away.
+      const pool = pools.get(old.pool);
+      const kept = pool && pool.spec.site === old.site ? toNode(old.id, pool, observed.get(old.id), old, problems) : undefined;
+      const i = nodes.findIndex((n) => n.id === old.id);
+      const node = kept ?? { ...old, state: 'active' as const };
+      if (i >= 0) nodes[i] = node;
+      else nodes.push(node);
+    }
+  }
+  return refused;
 }
 
 function toNode(id: string, pool: NodePool, o: ObservedNode | undefined, old: LayoutNode | undefined, problems: string[]): LayoutNode | undefined {
