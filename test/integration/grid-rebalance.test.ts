@@ -126,6 +126,19 @@ describe('grid rebalancing: hot scale-out and scale-in under load', function () 
     assert.deepEqual(wrong.slice(0, 10), [], `${wrong.length} of ${acked.size} objects have copies other than their placement`);
   };
   let current: Layout;
+  /** Every active node of the layout holds its capacity-weighted fair share of its site's copies, within 15%. */
+  const checkShares = (): void => {
+    for (const site of ['dc1', 'dc2', 'dc3']) {
+      const nodes = current.nodes.filter((n) => n.site === site && n.state === 'active');
+      const counts = nodes.map((n) => blobIds(node(n.id)).length);
+      const total = counts.reduce((a, b) => a + b, 0);
+      const capacity = nodes.reduce((a, n) => a + n.capacityBytes, 0);
+      nodes.forEach((n, i) => {
+        const fair = (total * n.capacityBytes) / capacity;
+        assert.ok(Math.abs(counts[i] - fair) <= 0.15 * fair, `${n.id} holds ${counts[i]} of ${site}'s ${total} copies (fair share ${Math.round(fair)})`);
+      });
+    }
+  };
 
   before(async () => {
     grid = await startGridNodes([
@@ -172,9 +185,11 @@ describe('grid rebalancing: hot scale-out and scale-in under load', function () 
       const old = grid.nodes[i];
       const moved = [...before.get(old.nodeId)!].filter((id) => blobIds(n).includes(id)).length;
       const share = moved / before.get(old.nodeId)!.size;
+      console.log(`      movement: ${n.nodeId} took ${(share * 100).toFixed(1)}% of ${old.nodeId}'s ${before.get(old.nodeId)!.size} copies (1/2 expected)`);
       assert.ok(share > 0.4 && share < 0.6, `${n.nodeId} took ${(share * 100).toFixed(1)}% of ${old.nodeId}'s copies (expected about 50%)`);
       assert.equal(st.get(n.nodeId)!.rebalance.heldBlobs, st.get(n.nodeId)!.rebalance.ownedBlobs, `${n.nodeId} holds only what it owns`);
     }
+    checkShares();
     await checkPlacement();
   });
 
@@ -190,12 +205,9 @@ describe('grid rebalancing: hot scale-out and scale-in under load', function () 
     await stopLoad();
     assert.deepEqual(failures.slice(0, 10), [], `${failures.length} requests failed`);
     const moved = blobIds(dc1[2]).filter((id) => before.has(id)).length / before.size;
+    console.log(`      movement: ${dc1[2].nodeId} took ${(moved * 100).toFixed(1)}% of dc1's ${before.size} copies (1/3 expected)`);
     assert.ok(moved > 0.25 && moved < 0.42, `the new node took ${(moved * 100).toFixed(1)}% of the site's copies (expected about 33%)`);
-    const counts = dc1.map((n) => blobIds(n).length);
-    const total = counts.reduce((a, b) => a + b, 0);
-    for (const [i, c] of counts.entries()) {
-      assert.ok(Math.abs(c / total - 1 / 3) <= 0.15 / 3, `${dc1[i].nodeId} holds ${c} of ${total} copies (fair share ${Math.round(total / 3)})`);
-    }
+    checkShares();
     await checkPlacement();
   });
 
