@@ -87,7 +87,29 @@ function bool(o: Obj, name: string, def: boolean): boolean {
 
 const ACCESS_KEY_RE = /^[A-Za-z0-9_-]{3,128}$/;
 
-export function parseNodeConfig(text: string, baseDir: string): NodeConfig {
+/**
+ * `${NAME}` in any string value is replaced by the environment variable NAME (`$$` is a literal `$`):
+ * a pod's config is one file for every pod of a pool, and the pod's name and IP come from the downward
+ * API (`id: ${POD_NAME}`, `host: ${POD_IP}`). An unset variable is an error naming the field, never a
+ * silent empty string. Values are substituted after parsing, so a variable cannot inject YAML.
+ */
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, where = ''): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string | undefined) => {
+      if (name === undefined) return '$';
+      const v = env[name];
+      if (v === undefined) throw new ConfigError(`${where || 'value'}: environment variable ${name} is not set`);
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${where}[${i}]`));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, where ? `${where}.${k}` : k)]));
+  }
+  return value;
+}
+
+export function parseNodeConfig(text: string, baseDir: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   let raw: unknown;
   try {
     raw = YAML.parse(text);
@@ -95,6 +117,7 @@ export function parseNodeConfig(text: string, baseDir: string): NodeConfig {
     throw new ConfigError(`not valid YAML: ${(e as Error).message}`);
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the file must hold a mapping');
+  raw = expandEnv(raw, env);
   const r = raw as Obj;
   const node = section(r, 'node');
   const s3 = section(r, 's3');
