@@ -36,20 +36,29 @@ program
       log.error('uncaught exception', { error: e.stack });
       process.exit(70);
     });
-    const node = await runNode(cfg, log).catch((e: Error) => {
-      log.error('node failed to start', { error: e.message });
-      process.exit(1);
-    });
+    // Handlers before the start: a pod stopped while its node starts (PID 1 in a container ignores an
+    // unhandled SIGTERM) stops as soon as the start is over instead of waiting for SIGKILL.
+    let node: Awaited<ReturnType<typeof runNode>> | undefined;
+    let pending: string | undefined;
     let signals = 0;
-    const onSignal = (sig: string): void => {
-      if (++signals > 1) process.exit(1);
-      node.stop(sig).then(() => process.exit(0), (e: Error) => {
+    const stop = (sig: string): void => {
+      node!.stop(sig).then(() => process.exit(0), (e: Error) => {
         log.error('stop failed', { error: e.message });
         process.exit(1);
       });
     };
+    const onSignal = (sig: string): void => {
+      if (++signals > 1) process.exit(1);
+      if (node) stop(sig);
+      else pending = sig;
+    };
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     process.on('SIGINT', () => onSignal('SIGINT'));
+    node = await runNode(cfg, log).catch((e: Error) => {
+      log.error('node failed to start', { error: e.message });
+      process.exit(1);
+    });
+    if (pending !== undefined) stop(pending);
   });
 
 const audit = program.command('audit').description('audit log tools');

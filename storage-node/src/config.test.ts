@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { ConfigError, parseNodeConfig } from './config';
 
 const yaml = (id: string, host: string): string => `
@@ -32,5 +35,16 @@ describe('node config: environment variables in values', () => {
     const cfg = parseNodeConfig(yaml('n-$$1', '${EVIL}'), '/etc/archipel', { EVIL: '1.2.3.4\nadmin: {}' });
     assert.equal(cfg.node.id, 'n-$1');
     assert.equal(cfg.s3.host, '1.2.3.4\nadmin: {}', 'the value stays one string');
+  });
+});
+
+describe('node config: admin token from a file', () => {
+  it('reads admin.tokenFile (a mounted Secret), relative to the config folder, and refuses both forms at once', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-config-'));
+    fs.writeFileSync(path.join(dir, 'admin-token'), 'fedcba9876543210fedcba9876543210\n');
+    const base = yaml('n-0', '127.0.0.1').replace('  token: 0123456789abcdef0123456789abcdef\n', '  tokenFile: admin-token\n');
+    assert.equal(parseNodeConfig(base, dir, {}).admin.token, 'fedcba9876543210fedcba9876543210');
+    assert.throws(() => parseNodeConfig(base.replace('  tokenFile:', '  token: x\n  tokenFile:'), dir, {}), /admin: give token or tokenFile, not both/);
+    assert.throws(() => parseNodeConfig(base.replace('admin-token', 'missing'), dir, {}), /admin\.tokenFile: cannot read/);
   });
 });

@@ -142,7 +142,8 @@ export function parseNodeConfig(text: string, baseDir: string, env: NodeJS.Proce
   if (logFormat !== 'json' && logFormat !== 'text') throw new ConfigError('log.format: json or text');
   const domains = s3.domains ?? [];
   if (!Array.isArray(domains) || domains.some((d) => typeof d !== 'string')) throw new ConfigError('s3.domains: a list of strings');
-  const adminToken = admin.token === undefined ? undefined : str(admin, 'token');
+  // admin.tokenFile: a Kubernetes Secret mounted as a file, so the token is in no environment variable.
+  const adminToken = readSecret(admin, 'token', baseDir, false, 'admin', 1);
   const nodeId = str(node, 'id', 'node-0');
   return {
     node: { id: nodeId, site: str(node, 'site', 'local'), pool: str(node, 'pool', nodeId.replace(/-[0-9]+$/, '')) },
@@ -181,26 +182,26 @@ export function parseNodeConfig(text: string, baseDir: string, env: NodeJS.Proce
 /** Bytes a grid secret needs at least (the RPC layer refuses shorter ones too). */
 const MIN_GRID_SECRET_BYTES = 32;
 
-function readSecret(o: Obj, name: string, baseDir: string, required: boolean): string | undefined {
+function readSecret(o: Obj, name: string, baseDir: string, required: boolean, where = 'grid', minBytes = MIN_GRID_SECRET_BYTES): string | undefined {
   const fileKey = `${name}File`;
-  if (o[name] !== undefined && o[fileKey] !== undefined) throw new ConfigError(`grid: give ${name} or ${fileKey}, not both`);
+  if (o[name] !== undefined && o[fileKey] !== undefined) throw new ConfigError(`${where}: give ${name} or ${fileKey}, not both`);
   let value: string | undefined;
   if (o[fileKey] !== undefined) {
     const file = path.resolve(baseDir, str(o, fileKey));
     try {
       value = fs.readFileSync(file, 'utf8').trim();
     } catch (e) {
-      throw new ConfigError(`grid.${fileKey}: cannot read ${file}: ${(e as Error).message}`);
+      throw new ConfigError(`${where}.${fileKey}: cannot read ${file}: ${(e as Error).message}`);
     }
   } else if (o[name] !== undefined) {
     value = str(o, name);
   }
   if (value === undefined) {
-    if (required) throw new ConfigError(`grid.${name} (or grid.${fileKey}): required`);
+    if (required) throw new ConfigError(`${where}.${name} (or ${where}.${fileKey}): required`);
     return undefined;
   }
   // The message names the field, never the value.
-  if (Buffer.byteLength(value) < MIN_GRID_SECRET_BYTES) throw new ConfigError(`grid.${name}: at least ${MIN_GRID_SECRET_BYTES} bytes`);
+  if (Buffer.byteLength(value) < minBytes) throw new ConfigError(`${where}.${name}: at least ${minBytes} bytes`);
   return value;
 }
 
