@@ -1,4 +1,4 @@
-import { ChildProcess, execFile } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +51,8 @@ function repoRoot(): string {
 }
 
 export const GRID_FILE = path.join(repoRoot(), 'examples', 'three-sites.yaml');
+/** The rebalance phase's grid: the same three sites with one node each (bench/rebalance-grid.yaml). */
+export const REBALANCE_GRID_FILE = path.join(repoRoot(), 'bench', 'rebalance-grid.yaml');
 
 /** CLI commands in progress, so that a bench that dies in the middle of `local up` stops it too. */
 const running = new Set<ChildProcess>();
@@ -66,7 +68,44 @@ function runCli(args: string[]): Promise<{ stdout: string; stderr: string }> {
   });
 }
 
-function isAlive(pid: number): boolean {
+/** A CLI command that runs for long (`local scale`): its stderr lines as they come, its exit code and output at the end. */
+export interface CliRun {
+  pid: number;
+  /** Resolves when it exits: the exit code (null when killed), stdout and the whole of stderr. */
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** SIGTERM if it still runs. */
+  kill: () => void;
+}
+
+export function spawnCli(args: string[], onStderrLine: (line: string) => void): CliRun {
+  const child = spawn(process.execPath, [cliPath(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  let partial = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+    partial += c.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const l of lines) onStderrLine(l);
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    child.on('close', (code) => {
+      running.delete(child);
+      if (partial) onStderrLine(partial);
+      resolve({ code, stdout, stderr });
+    });
+    child.on('error', (e) => {
+      running.delete(child);
+      resolve({ code: null, stdout, stderr: `${stderr}${e.message}` });
+    });
+  });
+  return { pid: child.pid ?? 0, done, kill: () => void (child.exitCode === null && child.signalCode === null && child.kill('SIGTERM')) };
+}
+
+export function isAlive(pid: number): boolean {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');

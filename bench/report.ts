@@ -1,4 +1,6 @@
+import os from 'node:os';
 import type { Figures, Op } from './load';
+import type { RebalanceResult } from './rebalance';
 
 /** The benchmark's printed table and the issue's goals, checked against the measured figures. */
 
@@ -70,6 +72,66 @@ export function formatTable(title: string, rows: Row[]): string {
 /** One block per (size, op): the grid (CPU summed over all its node processes), the single node, and grid/node ratios. */
 export function formatGridTable(title: string, rows: GridRow[]): string {
   return formatPairs(title, rows.map((r) => ({ size: r.size, op: r.op, a: r.grid, b: r.node })), ['grid', 'node']);
+}
+
+/**
+ * The rebalance phase: the move (bytes, time, MiB/s, per site) and the client load during the move
+ * against the same load without a move, one block per operation like the other tables.
+ */
+export function formatRebalance(r: RebalanceResult): string {
+  const pct = (f: number): string => `${num(f * 100, 0)}%`;
+  const mib = (b: number): string => num(b / 1048576, 0);
+  const out = [`\nRebalance: scale-out of every site from 1 to 2 nodes (${r.file.split('/').slice(-2).join('/')}: 3 sites, one copy per site, balanced ingest) `
+    + `under a load of ${r.clientsPerOp} PUT + ${r.clientsPerOp} GET clients, 1 MiB objects, signed client over ${r.gateways?.join(', ') ?? 'the primary gateways'}`];
+  const sc = r.scale;
+  if (sc) {
+    const before = sc.sites.reduce((a, s) => a + s.before.bytes, 0);
+    out.push(`data at the first \`scale\`: ${mib(before)} MiB of copies on the ${sc.sites.length} old nodes (${r.objects} preloaded objects + the baseline's PUTs); `
+      + `layout versions ${sc.layoutVersions.join(', ')} (one \`local scale\` per pool)`);
+    out.push(`moved ${mib(sc.movedBytes)} MiB (copies held by the old nodes at the start, on the new nodes at the end; the old nodes released ${mib(sc.releasedBytes)} MiB) `
+      + `in ${num(sc.ms / 1000)} s from the first \`scale\` to every node idle: ${num(sc.mibPerSec)} MiB/s`
+      + `${sc.copyMibPerSec !== undefined && sc.copying ? ` (${num(sc.copyMibPerSec)} MiB/s over the ${num((sc.copying.toMs - sc.copying.fromMs) / 1000)} s some node was copying)` : ''}; `
+      + `the rebalancers' own count: ${mib(sc.reportedBytesMoved)} MiB (with objects written during the move), the repair workers copied ${mib(sc.repairBytesCopied)} MiB`);
+    for (const s of sc.sites) {
+      out.push(`  ${s.site}: ${s.newNode} took ${s.moved.blobs} of ${s.oldNode}'s ${s.before.blobs} copies (${num(ratio(s.moved.blobs, s.before.blobs) * 100, 0)}%)`
+        + `${s.onBoth ? `, ${s.onBoth} still on both` : ''}${s.onNeither ? `, ${s.onNeither} on neither (lost)` : ''}`);
+    }
+  }
+  if (r.baseline && r.move) {
+    out.push(`grid CPU (all node processes): ${num(r.baseline.gridCpuCores, 2)} cores before the move, ${num(r.move.gridCpuCores, 2)} during it`
+      + `${r.after ? `, ${num(r.after.gridCpuCores, 2)} after it` : ''} (of ${os.cpus().length}); the bench's clients ${num(r.baseline.benchCpuCores, 2)} / ${num(r.move.benchCpuCores, 2)}${r.after ? ` / ${num(r.after.benchCpuCores, 2)}` : ''} cores; `
+      + `machine busy ${pct(r.baseline.machineBusy)} / ${pct(r.move.machineBusy)}${r.after ? ` / ${pct(r.after.machineBusy)}` : ''}, `
+      + `I/O wait ${pct(r.baseline.machineIowait)} / ${pct(r.move.machineIowait)}${r.after ? ` / ${pct(r.after.machineIowait)}` : ''}`);
+    out.push(formatPairs('Client load during the move (move) and before it, 1 node per site (base); ratio = move / base', [
+      { size: '1m', op: 'PUT', a: r.move.put, b: r.baseline.put },
+      { size: '1m', op: 'GET', a: r.move.get, b: r.baseline.get },
+    ], ['move', 'base']));
+  }
+  if (r.baseline && r.after) {
+    out.push(formatPairs('The same load after the move, 2 nodes per site, no move (after), against base; ratio = after / base', [
+      { size: '1m', op: 'PUT', a: r.after.put, b: r.baseline.put },
+      { size: '1m', op: 'GET', a: r.after.get, b: r.baseline.get },
+    ], ['after', 'base']));
+  }
+  const warnings = r.logWarnings.filter((w) => w.level === 'warn' || w.level === 'error');
+  if (warnings.length > 0) {
+    out.push('node log warnings and errors over the phase (count, node, level, message):');
+    for (const w of warnings) out.push(`  ${String(w.count).padStart(5)}  ${w.node}  ${w.level}  ${w.message}`);
+  }
+  if (r.error) out.push(`phase failed: ${r.error.split('\n')[0]}`);
+  return out.join('\n');
+}
+
+/** The rebalance phase's checks: it completed, no client request failed, no copy was lost or left twice. */
+export function checkRebalanceGoals(r: RebalanceResult): GoalResult[] {
+  const lost = r.scale?.sites.reduce((a, s) => a + s.onNeither, 0);
+  const both = r.scale?.sites.reduce((a, s) => a + s.onBoth, 0);
+  return [
+    { goal: 'scale-out completed (every node idle, no open version)', value: r.scale ? r.scale.ms / 1000 : undefined, limit: 0, pass: r.error === undefined && r.scale !== undefined, detail: r.error?.split('\n')[0] },
+    { goal: 'zero client errors (preload, before, during and after the move)', value: r.errors, limit: 0, pass: r.errors === 0, detail: r.firstError },
+    { goal: 'no pre-scale copy lost (on neither node of its site)', value: lost, limit: 0, pass: lost === undefined ? undefined : lost === 0 },
+    { goal: 'no pre-scale copy left on both nodes of its site', value: both, limit: 0, pass: both === undefined ? undefined : both === 0 },
+  ];
 }
 
 /** The issue's goals for a single node on this 2-core machine, fsync on; ratios use the signed client. */

@@ -7,7 +7,8 @@ import { startNode, cleanupAllNodes, waitFor, StartedNode } from '../test/helper
 import { SignedS3Client, BenchClient, PayloadMode } from './signed-client';
 import { SdkS3Client } from './sdk-client';
 import { Budget, Op, Target, Totals, addTotals, emptyTotals, figures, runRound } from './load';
-import { GridRow, Row, checkGoals, checkGridGoals, formatGoals, formatGridTable, formatTable, SIZE_LABELS } from './report';
+import { GridRow, Row, checkGoals, checkGridGoals, checkRebalanceGoals, formatGoals, formatGridTable, formatRebalance, formatTable, SIZE_LABELS } from './report';
+import { RebalanceResult, rebalancePhase } from './rebalance';
 import { GRID_FILE, LocalGrid, SpreadClient, gridDataDir, gridLogsTail, killGridNow, startLocalGrid, stopLocalGrid } from './grid';
 
 /**
@@ -15,6 +16,8 @@ import { GRID_FILE, LocalGrid, SpreadClient, gridDataDir, gridLogsTail, killGrid
  * both in alternating rounds, figures and ratios printed, goals checked, JSON summary written.
  * Then the three-site local grid (examples/three-sites.yaml, started with the compiled CLI) against
  * the same single node: PUT and GET of 4 KiB and 1 MiB, load spread over the primary sites' gateways.
+ * Then the rebalance phase (bench/rebalance.ts): a one-node-per-site grid scaled out to two nodes per
+ * site under a PUT/GET load; MiB/s moved, and the load's throughput against the same load without a move.
  *
  *   --quick            smoke run in seconds (checks the bench works, figures mean little)
  *   --sizes 4k,1m,64m  object sizes to run
@@ -24,6 +27,11 @@ import { GRID_FILE, LocalGrid, SpreadClient, gridDataDir, gridLogsTail, killGrid
  *   --no-sdk           skip the @aws-sdk/client-s3 pass
  *   --no-sha256        skip the PUT pass with a signed payload hash
  *   --no-grid          skip the three-site grid phase
+ *   --no-rebalance     skip the rebalance phase (also BENCH_REBALANCE=0)
+ *   --only LIST        run only these phases, comma-separated: node (single node vs bare), grid, rebalance
+ *   --rebalance-objects N    1 MiB objects preloaded before the scale-out (default 300; --quick 40)
+ *   --rebalance-ms N         length of the load without a move, before and after it (default 20000; --quick 3000)
+ *   --rebalance-clients N    PUT clients, and as many GET clients, of the rebalance load (default 2)
  *   --out FILE         where to write the JSON summary (default: a new file under the temp dir)
  */
 
@@ -36,8 +44,18 @@ interface Options {
   sdk: boolean;
   sha256: boolean;
   grid: boolean;
+  /** The single node against the bare server (the first phases). */
+  node: boolean;
+  rebalance: boolean;
+  rebalanceObjects: number;
+  rebalanceMs: number;
+  rebalanceClients: number;
   out?: string;
 }
+
+const PHASES = ['node', 'grid', 'rebalance'] as const;
+/** Long enough for the default data set on a slow machine; the phase fails after it. */
+const REBALANCE_TIMEOUT_S = 600;
 
 const SIZE_BYTES: Record<string, number> = { '4k': 4096, '1m': 1024 * 1024, '64m': 64 * 1024 * 1024 };
 const BIG = '64m';
@@ -60,9 +78,17 @@ function parseArgs(argv: string[]): Options {
     sdk: true,
     sha256: true,
     grid: env.BENCH_GRID !== '0',
+    node: true,
+    rebalance: env.BENCH_REBALANCE !== '0',
+    rebalanceObjects: Number(env.BENCH_REBALANCE_OBJECTS ?? 300),
+    rebalanceMs: Number(env.BENCH_REBALANCE_MS ?? 20_000),
+    rebalanceClients: 2,
   };
   let explicitRoundMs = false;
   let explicitRounds = false;
+  let explicitObjects = env.BENCH_REBALANCE_OBJECTS !== undefined;
+  let explicitRebalanceMs = env.BENCH_REBALANCE_MS !== undefined;
+  let only: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = (): string => {
@@ -78,13 +104,30 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-sdk') o.sdk = false;
     else if (a === '--no-sha256') o.sha256 = false;
     else if (a === '--no-grid') o.grid = false;
+    else if (a === '--no-rebalance') o.rebalance = false;
+    else if (a === '--only') only = next().split(',');
+    else if (a === '--rebalance-objects') (o.rebalanceObjects = Number(next())), (explicitObjects = true);
+    else if (a === '--rebalance-ms') (o.rebalanceMs = Number(next())), (explicitRebalanceMs = true);
+    else if (a === '--rebalance-clients') o.rebalanceClients = Number(next());
     else if (a === '--out') o.out = path.resolve(next());
     else throw new Error(`unknown option ${a} (see bench/run.ts)`);
   }
   if (o.quick) {
     if (!explicitRoundMs) o.roundMs = 250;
     if (!explicitRounds) o.rounds = 1;
+    if (!explicitObjects) o.rebalanceObjects = 40;
+    if (!explicitRebalanceMs) o.rebalanceMs = 3000;
   }
+  if (only) {
+    const bad = only.filter((p) => !(PHASES as readonly string[]).includes(p));
+    if (bad.length > 0) throw new Error(`--only: unknown phase ${bad.join(',')} (use ${PHASES.join(', ')})`);
+    o.node = only.includes('node');
+    o.grid = only.includes('grid');
+    o.rebalance = only.includes('rebalance');
+  }
+  if (!(Number.isInteger(o.rebalanceObjects) && o.rebalanceObjects >= 1 && o.rebalanceObjects <= 100_000)) throw new Error('--rebalance-objects: 1..100000');
+  if (!(o.rebalanceMs >= 500 && o.rebalanceMs <= 600_000)) throw new Error('--rebalance-ms: 500..600000');
+  if (!(Number.isInteger(o.rebalanceClients) && o.rebalanceClients >= 1 && o.rebalanceClients <= 64)) throw new Error('--rebalance-clients: 1..64');
   for (const s of o.sizes) if (!(s in SIZE_BYTES)) throw new Error(`unknown size ${s}: use 4k, 1m, 64m`);
   if (!(o.roundMs >= 50 && o.roundMs <= 60_000)) throw new Error('--round-ms: 50..60000');
   if (!(Number.isInteger(o.rounds) && o.rounds >= 1 && o.rounds <= 20)) throw new Error('--rounds: 1..20');
@@ -244,19 +287,25 @@ function makeTargets(node: StartedNode, bare: BareProcess, client: (endpoint: st
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const t0 = Date.now();
+  const loadAtStart = os.loadavg();
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
-  log(`archipel bench: sizes ${o.sizes.join(',')}, concurrency ${o.concurrency}, ${o.rounds} round(s) of ${o.roundMs} ms per server and phase${o.quick ? ' (quick: figures are indicative only)' : ''}`);
-  log(`machine: ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${os.platform()} ${os.release()}`);
+  const gridSizes = GRID_SIZES.filter((s) => o.sizes.includes(s));
+  const runGrid = o.grid && gridSizes.length > 0;
+  // The single node runs for its own phases and as the grid phase's reference; the rebalance phase needs neither.
+  const needNode = o.node || runGrid;
+  const phases = [o.node ? 'node' : '', runGrid ? 'grid' : '', o.rebalance ? 'rebalance' : ''].filter((p) => p !== '');
+  log(`archipel bench: phases ${phases.join(', ') || 'none'}; sizes ${o.sizes.join(',')}, concurrency ${o.concurrency}, ${o.rounds} round(s) of ${o.roundMs} ms per server and phase${o.quick ? ' (quick: figures are indicative only)' : ''}`);
+  log(`machine: ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}, Node ${process.version}, ${os.platform()} ${os.release()}, load average ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}`);
 
   // The node as a user would run it, with fsync on; the scrubber is off so that it does not compete for the disk during a run.
-  const node = await startNode({ configOverrides: { scrub: { enabled: false }, storage: { fsync: true } } });
-  const bare = await startBare();
+  const node = needNode ? await startNode({ configOverrides: { scrub: { enabled: false }, storage: { fsync: true } } }) : undefined;
+  const bare = o.node ? await startBare() : undefined;
   let gridDir: string | undefined; // set while a grid runs, so that every way out takes it down
   const cleanup = async (): Promise<void> => {
     if (gridDir) await stopLocalGrid(gridDir, log);
-    bare.child.kill('SIGTERM');
+    bare?.child.kill('SIGTERM');
     await cleanupAllNodes();
-    fs.rmSync(bare.dir, { recursive: true, force: true });
+    if (bare) fs.rmSync(bare.dir, { recursive: true, force: true });
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   process.once('SIGTERM', () => void cleanup().then(() => process.exit(143)));
@@ -266,68 +315,81 @@ async function main(): Promise<void> {
       killGridNow(gridDir);
       fs.rmSync(gridDir, { recursive: true, force: true });
     }
-    bare.child.kill('SIGKILL');
-    fs.rmSync(bare.dir, { recursive: true, force: true });
+    if (bare) {
+      bare.child.kill('SIGKILL');
+      fs.rmSync(bare.dir, { recursive: true, force: true });
+    }
   });
   const rows: Row[] = [];
   const tables: string[] = [];
+  let transport: string | undefined;
   try {
-    const keys = { region: node.region, accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey };
-    const signed = (payload: PayloadMode) => (endpoint: string) => new SignedS3Client({ endpoint, ...keys, connections: o.concurrency, payload });
-    const main = makeTargets(node, bare, signed('unsigned'));
-    const transport = (main[0].client as SignedS3Client).transportName;
-    log(`node pid ${node.pid} (${node.s3Url}), bare server pid ${bare.pid} (port ${bare.port}); low-overhead client transport: ${transport}`);
-    await warmUp(main, o);
-    log('signed client, UNSIGNED-PAYLOAD:');
-    const signedRows = await runClientPass('signed', main, o, ['PUT', 'GET', 'LIST', 'DELETE'], o.rounds, log);
-    rows.push(...signedRows);
-    tables.push(formatTable(`\nLow-overhead signed client (${main[0].client.name}), concurrency ${o.concurrency}`, signedRows));
-    await Promise.all(main.map((t) => t.client.close()));
+    if (node && bare) {
+      const keys = { region: node.region, accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey };
+      const signed = (payload: PayloadMode) => (endpoint: string) => new SignedS3Client({ endpoint, ...keys, connections: o.concurrency, payload });
+      const main = makeTargets(node, bare, signed('unsigned'));
+      transport = (main[0].client as SignedS3Client).transportName;
+      log(`node pid ${node.pid} (${node.s3Url}), bare server pid ${bare.pid} (port ${bare.port}); low-overhead client transport: ${transport}`);
+      await warmUp(main, o);
+      log('signed client, UNSIGNED-PAYLOAD:');
+      const signedRows = await runClientPass('signed', main, o, ['PUT', 'GET', 'LIST', 'DELETE'], o.rounds, log);
+      rows.push(...signedRows);
+      tables.push(formatTable(`\nLow-overhead signed client (${main[0].client.name}), concurrency ${o.concurrency}`, signedRows));
+      await Promise.all(main.map((t) => t.client.close()));
 
-    if (o.sha256) {
-      const shaTargets = makeTargets(node, bare, signed('sha256'));
-      log('signed client, sha256 payload:');
-      const shaRows = await runClientPass('signed-sha256', shaTargets, o, ['PUT', 'DELETE'], Math.min(o.rounds, 2), log);
-      rows.push(...shaRows);
-      tables.push(formatTable(`\nSigned client with x-amz-content-sha256 = body hash (PUT verified by the node)`, shaRows));
-      await Promise.all(shaTargets.map((t) => t.client.close()));
+      if (o.sha256) {
+        const shaTargets = makeTargets(node, bare, signed('sha256'));
+        log('signed client, sha256 payload:');
+        const shaRows = await runClientPass('signed-sha256', shaTargets, o, ['PUT', 'DELETE'], Math.min(o.rounds, 2), log);
+        rows.push(...shaRows);
+        tables.push(formatTable(`\nSigned client with x-amz-content-sha256 = body hash (PUT verified by the node)`, shaRows));
+        await Promise.all(shaTargets.map((t) => t.client.close()));
+      }
+
+      if (o.sdk) {
+        const sdkTargets = makeTargets(node, bare, (endpoint) => new SdkS3Client({ endpoint, ...keys }));
+        log('@aws-sdk/client-s3:');
+        const sdkRows = await runClientPass('sdk', sdkTargets, o, ['PUT', 'GET', 'LIST', 'DELETE'], Math.min(o.rounds, 2), log);
+        rows.push(...sdkRows);
+        tables.push(formatTable(`\n@aws-sdk/client-s3, default settings (what applications get; bare stores the aws-chunked body as is)`, sdkRows));
+        await Promise.all(sdkTargets.map((t) => t.client.close()));
+      }
     }
 
-    if (o.sdk) {
-      const sdkTargets = makeTargets(node, bare, (endpoint) => new SdkS3Client({ endpoint, ...keys }));
-      log('@aws-sdk/client-s3:');
-      const sdkRows = await runClientPass('sdk', sdkTargets, o, ['PUT', 'GET', 'LIST', 'DELETE'], Math.min(o.rounds, 2), log);
-      rows.push(...sdkRows);
-      tables.push(formatTable(`\n@aws-sdk/client-s3, default settings (what applications get; bare stores the aws-chunked body as is)`, sdkRows));
-      await Promise.all(sdkTargets.map((t) => t.client.close()));
+    const grid = runGrid && node ? await gridPhase(node, o, gridSizes, log, tables, (d) => (gridDir = d)) : undefined;
+
+    let rebalance: RebalanceResult | undefined;
+    if (o.rebalance) {
+      rebalance = await rebalancePhase({ objects: o.rebalanceObjects, baselineMs: o.rebalanceMs, clients: o.rebalanceClients, scaleTimeoutS: REBALANCE_TIMEOUT_S }, log, (d) => (gridDir = d));
+      tables.push(formatRebalance(rebalance));
     }
 
-    const gridSizes = GRID_SIZES.filter((s) => o.sizes.includes(s));
-    const grid = o.grid && gridSizes.length > 0 ? await gridPhase(node, o, gridSizes, log, tables, (d) => (gridDir = d)) : undefined;
-
-    const goals = checkGoals(rows);
+    const goals = o.node ? checkGoals(rows) : [];
     const gridGoals = grid ? checkGridGoals(grid.rows) : [];
     if (grid?.error) gridGoals.push({ goal: 'grid phase completed', value: undefined, limit: 0, pass: false, detail: grid.error.split('\n')[0] });
+    const rebalanceGoals = rebalance ? checkRebalanceGoals(rebalance) : [];
     for (const t of tables) log(t);
     log('');
-    log(formatGoals(goals));
+    if (o.node) log(formatGoals(goals));
     if (grid) log(formatGoals(gridGoals, 'Goals (issue 3, three-site grid):'));
+    if (rebalance) log(formatGoals(rebalanceGoals, 'Checks (issue 5, rebalance):'));
     const out = o.out ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-bench-')), 'results.json');
     const summary = {
       at: new Date().toISOString(),
       durationMs: Date.now() - t0,
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, kernel: os.release() },
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, kernel: os.release(), loadAverageAtStart: loadAtStart },
       options: o,
       transport,
       rows,
       goals,
       grid: grid ? { ...grid, goals: gridGoals } : undefined,
+      rebalance: rebalance ? { ...rebalance, goals: rebalanceGoals } : undefined,
     };
     fs.writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);
     log(`\nJSON summary: ${out}`);
     log(`bench took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   } catch (e) {
-    process.stderr.write(`bench failed: ${(e as Error).stack}\n--- node output (tail) ---\n${node.logs().slice(-8000)}\n`);
+    process.stderr.write(`bench failed: ${(e as Error).stack}\n${node ? `--- node output (tail) ---\n${node.logs().slice(-8000)}\n` : ''}`);
     process.exitCode = 1;
   } finally {
     await cleanup();
