@@ -57,7 +57,15 @@ describe('grid rebalancing: hot scale-out and scale-in under load', function () 
     const st = await statuses();
     const done = [...st.values()].every((s) => s.rebalance.layoutVersion === v && s.rebalance.openVersions.length === 0 && s.rebalance.phase === 'idle');
     return done ? st : undefined;
-  }, timeoutMs, 250);
+  }, timeoutMs, 250).catch(async (e: Error) => {
+    // What each node was doing, and the last lines of any node that no longer answers.
+    const lines: string[] = [];
+    for (const id of inLayout) {
+      const s = await nodeStatus<Status>(node(id)).catch(() => undefined);
+      lines.push(s ? `${id}: ${JSON.stringify(s.rebalance)}` : `${id}: no answer; last output:\n${node(id).logs().slice(-4000)}`);
+    }
+    throw new Error(`${e.message}\n${lines.join('\n')}`);
+  });
 
   /** A continuous load through the gateways in the layout: PUT, GET (bytes checked), LIST, DELETE. */
   const failures: string[] = [];

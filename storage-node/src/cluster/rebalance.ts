@@ -382,6 +382,7 @@ export class Rebalancer {
       if (this.stopped || this.d.layout.version !== cur.version) return;
       const batch = todo.slice(i, i + BATCH_PARTITIONS);
       const complete = await this.copyBatch(cur, self, batch, gained);
+      if (this.stopped || this.d.layout.version !== cur.version) return; // a newer layout: the next step starts over
       this.progress.donePartitions.push(...complete);
       this.save();
       if (complete.length < batch.length) {
@@ -475,6 +476,11 @@ export class Rebalancer {
           this.rate.push({ t: Date.now(), bytes: size });
         } catch (e) {
           if (isNotFound(e)) continue; // deleted since it was listed
+          // The repair worker (or a write) may be making this very copy: it counts once it is there.
+          if (/already being written|EEXIST/.test((e as Error).message)) {
+            await new Promise((res) => setTimeout(res, 500));
+            if (await this.localHas(r.id).catch(() => false)) continue;
+          }
           failed.add(r.hash16 % cur.partitionCount);
           if (!isPeerFailure(e)) this.log.warn('partition copy failed', { blobId: r.id, from: source.id, error: (e as Error).message });
         }
@@ -561,7 +567,10 @@ export class Rebalancer {
 
   private async handOff(target: LayoutNode, r: PlacedBlob): Promise<boolean> {
     try {
-      const body: Readable = this.d.blobs.openReader(r.id).pipe(this.throttle.stream());
+      // pipe() does not pass errors on: a copy deleted meanwhile must fail this hand-off, not the process.
+      const src = this.d.blobs.openReader(r.id);
+      const body: Readable = src.pipe(this.throttle.stream());
+      src.once('error', (e: Error) => body.destroy(e));
       const res = await this.d.rpc.stream(peerOf(target), 'PUT', blobUploadPathOf(r.id, r.size ?? undefined, { bucket: r.bucket, key: r.key }), body);
       if (res.status !== 200) return false;
       const size = (res.json as BlobPutReply).size;

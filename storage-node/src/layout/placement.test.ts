@@ -233,7 +233,7 @@ describe('layout placement', () => {
       assert.equal(ids[1], owner.id);
     });
 
-    it('adds the previous layout holders during a transition, without duplicates', () => {
+    it('puts the previous layout holders first during a transition (they hold every copy), then the new owners, without duplicates', () => {
       const before = makeLayout([2]);
       const after = clone(before);
       after.version = 2;
@@ -243,8 +243,8 @@ describe('layout placement', () => {
         const oldOwner = dataPlacement(before, 'b', k).copies[0].nodes[0].id;
         const newOwner = dataPlacement(after, 'b', k).copies[0].nodes[0].id;
         const ids = readCandidates(after, 'b', k, 's0', { previous: before }).map((n) => n.id);
-        assert.equal(ids[0], newOwner);
-        assert.ok(ids.includes(oldOwner));
+        assert.equal(ids[0], oldOwner);
+        assert.ok(ids.includes(newOwner));
         assert.equal(new Set(ids).size, ids.length);
         if (oldOwner !== newOwner) checked++;
       }

@@ -144,7 +144,8 @@ export function metaPlacement(layout: Layout, bucket: string): LayoutNode[] {
  * Nodes that may hold an object's data, in the order a gateway in `ownSite` should try them:
  * its own site first, then the other primary sites, then fallback sites; within a site, the write
  * placement first, then draining nodes that held the copy before the drain moved it. With
- * `opts.previous` (during a transition), the old layout's holders are added. Failed nodes and
+ * `opts.previous` (during a transition), the old layouts' holders are added, ahead of the current
+ * ones within each site (they hold every copy until the move is over). Failed nodes and
  * failed sites are left out; no node appears twice.
  */
 export function readCandidates(
@@ -161,7 +162,9 @@ export function readCandidates(
     list.push(n);
     perSite.set(n.site, list);
   };
-  for (const l of [layout, ...previous]) {
+  // During a transition the older layouts' holders come first: they hold every copy until the move is
+  // over, while a new owner may still be copying in.
+  for (const l of [...previous, layout]) {
     for (const n of holders(l, bucket, key, boundPolicy)) {
       // A node that the current layout marks failed, or whose site failed, is not worth a try.
       const now = layout.nodes.find((x) => x.id === n.id);
