@@ -2,12 +2,13 @@
  * Wires the operator: Kubernetes client, informers, one work queue and reconciler per kind,
  * leader election, and the health and metrics server. Logs each step.
  *
- * The reconcilers are not written yet: each kind gets a placeholder that logs "reconcile" with
- * the object and its generation. A reconciler is a plain `(key, signal) => Promise<void>`
- * registered per kind (see runtime/manager.ts); pass real ones in `reconcilers`.
+ * The reconcilers are those of reconcile/ (archipelReconcilers); a test can pass others in
+ * `reconcilers` (placeholderReconcilers only logs). A reconciler is a plain
+ * `(key, signal) => Promise<void | { requeueAfterMs }>` registered per kind (see runtime/manager.ts).
  */
 import type { Logger } from 'winston';
 import { KINDS, Kind } from './api/types';
+import { archipelReconcilers } from './reconcile';
 import { Informers, parseKey } from './runtime/informers';
 import { KubeApi, inClusterNamespace, loadKubeConfig } from './runtime/kube-api';
 import { LeaderElector, defaultIdentity, kubeLeaseClient, leaseRequestTimeoutMs } from './runtime/leader';
@@ -23,7 +24,7 @@ export interface RunningOperator {
   stop(reason: string): Promise<void>;
 }
 
-/** Placeholder per kind until the real reconcilers exist: one "reconcile" line per run. */
+/** A stand-in per kind that only logs one "reconcile" line per run (runtime tests). */
 export function placeholderReconcilers(informers: Pick<Informers, 'get'>, log: Logger): Record<Kind, Reconciler> {
   const entries = KINDS.map((kind): [Kind, Reconciler] => [
     kind,
@@ -73,7 +74,7 @@ export async function runOperator(
     observer: { listed: (r, ns) => metrics.listed(r, ns), restarted: (r, ns) => metrics.restarted(r, ns) },
   });
   const manager = new ControllerManager({
-    reconcilers: reconcilers ? reconcilers(informers, log) : placeholderReconcilers(informers, log),
+    reconcilers: reconcilers ? reconcilers(informers, log) : archipelReconcilers({ api, informers, log }),
     informers,
     log,
     metrics,
