@@ -310,7 +310,10 @@ describe('operator end to end (three sites on a real control plane)', function (
     const back = await wait('Grid Ready again', async () => {
       const g = await client().get<any>(`${crdPath('grids')}/demo`);
       return condition(g, 'Ready')?.status === 'True' && condition(g, 'SiteUnavailable')?.status === 'False' ? g : undefined;
-    }, 180_000);
+    }, 180_000).catch(async (e: Error) => {
+      const g = await client().get<any>(`${crdPath('grids')}/demo`).catch(() => undefined);
+      throw new Error(`${e.message}\nGrid status: ${JSON.stringify(g?.status)}`);
+    });
     assert.equal(back.status.phase, 'Ready');
   });
 

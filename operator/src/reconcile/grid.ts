@@ -23,6 +23,8 @@ import { canonicalJson, gridStatus, policyStatus, poolStatus, siteStatus, transi
 export const PROGRESS_REQUEUE_MS = 3_000;
 /** While the grid is Degraded by a problem nothing watched will change. */
 export const PROBLEM_REQUEUE_MS = 30_000;
+/** While a grid is not Ready (a site down, nodes starting). */
+export const NOT_READY_REQUEUE_MS = 5_000;
 
 export interface ReconcileDeps {
   informers: Pick<Informers, 'get' | 'list'>;
@@ -114,6 +116,9 @@ export async function syncGrid(deps: ReconcileDeps, grid: Grid, signal: AbortSig
     || [...scale.values()].some((d) => d.phase === 'Draining' || d.phase === 'Removing')
     || (parts.pods.length > 0 && status.phase === 'Pending');
   if (moving) return { requeueAfterMs: PROGRESS_REQUEUE_MS };
+  // A grid that is not Ready is looked at again soon whatever else happens: its way back (a site
+  // returning, a node catching up) may bring no watch event after the pass that saw it not ready.
+  if (status.phase !== 'Ready') return { requeueAfterMs: NOT_READY_REQUEUE_MS };
   // A problem that needs a person (or a node that does not answer) is looked at less often.
   if (problems.length > 0) return { requeueAfterMs: PROBLEM_REQUEUE_MS };
   return undefined;
