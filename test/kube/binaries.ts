@@ -48,3 +48,14 @@ export function findBinDir(names: readonly string[] = requiredBinaries): string 
 export function kubeTestsRequired(): boolean {
   return process.env.ARCHIPEL_KUBE_REQUIRED === '1';
 }
+
+/**
+ * The start of every cluster test file's `before`: without the binaries, skip the file with a hint, or
+ * fail when the kube tests are required (CI).
+ */
+export function skipWithoutKubeBinaries(ctx: Mocha.Context): void {
+  if (findBinDir()) return;
+  if (kubeTestsRequired()) throw new Error('Kubernetes test binaries missing: run test/kube/setup.sh');
+  console.warn('    (skipped: no Kubernetes test binaries; run test/kube/setup.sh, see test/kube/README.md)');
+  ctx.skip();
+}

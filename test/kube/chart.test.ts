@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { buildBucketSecret, buildGridObjects, NODE_UID, PATHS } from '../../operator/src/builders';
 import { bucket, SECRETS, threeSites } from '../../operator/src/builders/fixtures';
 import { WATCHED_RESOURCES } from '../../operator/src/runtime/informers';
-import { findBinDir, kubeTestsRequired } from './binaries';
+import { findBinDir, kubeTestsRequired, skipWithoutKubeBinaries } from './binaries';
 import { ControlPlane } from './control-plane';
 import { KubeObject, waitFor } from './kube-client';
 import { aliveGroups, describeGroup } from './leak-check';
@@ -371,11 +371,7 @@ describe('operator chart on a real API server', function () {
   };
 
   before(async function () {
-    if (!findBinDir()) {
-      if (kubeTestsRequired()) throw new Error('Kubernetes test binaries missing: run test/kube/setup.sh');
-      console.warn('    (skipped: no Kubernetes test binaries; run test/kube/setup.sh, see test/kube/README.md)');
-      this.skip();
-    }
+    skipWithoutKubeBinaries(this);
     cp = await ControlPlane.start({ startTimeoutMs: 60_000 });
     pgids.push(...cp.pids());
     helmHome = cp.dir;

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { findBinDir, kubeTestsRequired, kubeVersion } from './binaries';
+import { kubeVersion, skipWithoutKubeBinaries } from './binaries';
 import { KubeObject, waitFor } from './kube-client';
 import { KubeCluster, startKubeCluster } from './kube-cluster';
 import { aliveGroups, describeGroup, listeningSockets } from './leak-check';
@@ -113,11 +113,7 @@ describe('test Kubernetes cluster (real control plane, pods as local processes)'
     }, timeoutMs, 250);
 
   before(async function () {
-    if (!findBinDir()) {
-      if (kubeTestsRequired()) throw new Error('Kubernetes test binaries missing: run test/kube/setup.sh');
-      console.warn('    (skipped: no Kubernetes test binaries; run test/kube/setup.sh, see test/kube/README.md)');
-      this.skip();
-    }
+    skipWithoutKubeBinaries(this);
     const startedMs = Date.now();
     cluster = await startKubeCluster({
       sites,

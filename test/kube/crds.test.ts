@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULTS, GROUP, KINDS, LIMITS, VERSION, type Kind } from '../../operator/src/api/types';
 import { parseResources, type ParsedResources } from '../../operator/src/planner/parse';
-import { findBinDir, kubeTestsRequired } from './binaries';
+import { skipWithoutKubeBinaries } from './binaries';
 import { ControlPlane } from './control-plane';
 import { KubeApiError, KubeObject } from './kube-client';
 import { aliveGroups, describeGroup } from './leak-check';
@@ -238,11 +238,7 @@ describe('custom resource definitions (crds/) on a real API server', function ()
   };
 
   before(async function () {
-    if (!findBinDir()) {
-      if (kubeTestsRequired()) throw new Error('Kubernetes test binaries missing: run test/kube/setup.sh');
-      console.warn('    (skipped: no Kubernetes test binaries; run test/kube/setup.sh, see test/kube/README.md)');
-      this.skip();
-    }
+    skipWithoutKubeBinaries(this);
     cp = await ControlPlane.start({ startTimeoutMs: 60_000 });
     pgids.push(...cp.pids());
     manifestsDir = path.join(cp.dir, 'manifests');

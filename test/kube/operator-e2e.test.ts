@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { findBinDir, kubeTestsRequired } from './binaries';
+import { skipWithoutKubeBinaries } from './binaries';
 import { freeLoopbackPort } from './control-plane';
 import { archipelImages, KubeCluster, startKubeCluster, storageNodeImage } from './kube-cluster';
 import { waitFor } from './kube-client';
@@ -90,11 +90,7 @@ describe('operator end to end (three sites on a real control plane)', function (
   }
 
   before(async function () {
-    if (!findBinDir()) {
-      if (kubeTestsRequired()) throw new Error('Kubernetes test binaries missing: run test/kube/setup.sh');
-      console.warn('    (skipped: no Kubernetes test binaries; run test/kube/setup.sh, see test/kube/README.md)');
-      this.skip();
-    }
+    skipWithoutKubeBinaries(this);
     workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-operator-e2e-'));
     const outDir = path.resolve(__dirname, '..', '..');
     const images = archipelImages(outDir);

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import winston from 'winston';
 import { parseAllDocuments } from 'yaml';
-import { findBinDir, kubeTestsRequired } from './binaries';
+import { skipWithoutKubeBinaries } from './binaries';
 import { ControlPlane, freeLoopbackPort } from './control-plane';
 import { waitFor } from './kube-client';
 import { aliveGroups, describeGroup } from './leak-check';
@@ -178,11 +178,7 @@ describe('operator runtime (archipel operator against a real control plane)', fu
   const readyz = (op: OperatorProcess) => getJson(op.port, '/readyz');
 
   before(async function () {
-    if (!findBinDir()) {
-      if (kubeTestsRequired()) throw new Error('Kubernetes test binaries missing: run test/kube/setup.sh');
-      console.warn('    (skipped: no Kubernetes test binaries; run test/kube/setup.sh, see test/kube/README.md)');
-      this.skip();
-    }
+    skipWithoutKubeBinaries(this);
     workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'archipel-operator-runtime-'));
     plane = await ControlPlane.start({ startTimeoutMs: 60_000 });
     for (const pid of plane.pids()) pgids.add(pid);
