@@ -14,7 +14,7 @@ import { buildBucketSecret, bucketSecretName, gridS3Endpoint } from '../builders
 import type { ReconcileOutcome } from '../runtime/manager';
 import { ensureGridSecret, gridParts, ReconcileDeps, writeStatus } from './grid';
 import { emptyBucket, ensureDefaultRetention, S3Target, wantedRetention, withMaintenanceKey } from './bucket-s3';
-import { ConditionInput, podReady, setConditions } from './status';
+import { ConditionInput, degradedCondition, podReady, setConditions } from './status';
 
 export const BUCKET_FINALIZER = 'storage.archipel.io/bucket';
 export const BUCKET_RETRY_MS = 5_000;
@@ -72,7 +72,7 @@ export async function reconcileBucket(deps: ReconcileDeps & { bucketAdmin: Bucke
   const notReady = async (reason: string, message: string, degraded: boolean): Promise<ReconcileOutcome> => {
     await setStatus(deleting ? 'Deleting' : 'Pending', [
       { type: 'Ready', status: 'False', reason, message },
-      { type: 'Degraded', status: degraded ? 'True' : 'False', reason: degraded ? reason : 'AsExpected', message: degraded ? message : 'no problem found' },
+      degradedCondition(degraded ? [message] : [], reason),
       { type: 'Progressing', status: 'True', reason, message },
     ]);
     if (degraded) void deps.writes.event(bucket, 'Warning', reason, message);
@@ -159,7 +159,7 @@ export async function reconcileBucket(deps: ReconcileDeps & { bucketAdmin: Bucke
     await setStatus('Ready', [
       { type: 'Ready', status: 'True', reason: 'BucketReady', message: `bucket ${name} and access key ${accessKeyId} ready; credentials in Secret ${secretName}${notes}` },
       { type: 'Progressing', status: 'False', reason: 'Steady', message: 'nothing to do' },
-      { type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no problem found' },
+      degradedCondition([]),
     ], { accessKeyId, endpoint: gridS3Endpoint(grid).url });
   } catch (err) {
     if (signal.aborted) throw err;

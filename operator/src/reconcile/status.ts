@@ -37,6 +37,13 @@ export function setConditions(previous: readonly Condition[] | undefined, wanted
   return [...byType.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
 }
 
+/** Degraded: True with the problems (and `reason`), or False when there is none. */
+export function degradedCondition(problems: readonly string[], reason = 'ReconcileProblems'): ConditionInput {
+  return problems.length > 0
+    ? { type: 'Degraded', status: 'True', reason, message: problems.join('; ') }
+    : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no problem found' };
+}
+
 /** True when the pod's Ready condition is True (its node serves S3). */
 export function podReady(pod: V1Pod): boolean {
   return (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
@@ -112,9 +119,7 @@ export function poolStatus(input: PoolStatusInput): NodePoolStatus {
     rebalancing
       ? { type: 'Rebalancing', status: 'True', reason: 'TransitionOpen', message: `moving data to the layout version ${layout?.version ?? 0}: ${rebalance?.progress ?? '0%'} (${rebalance?.partitionsMoved ?? 0}/${rebalance?.partitionsToMove ?? 0} partitions)` }
       : { type: 'Rebalancing', status: 'False', reason: 'Idle', message: 'no data to move' },
-    input.problems.length > 0
-      ? { type: 'Degraded', status: 'True', reason: 'ReconcileProblems', message: input.problems.join('; ') }
-      : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no problem found' },
+    degradedCondition(input.problems),
   ];
   return {
     observedGeneration: pool.metadata.generation,
@@ -181,9 +186,7 @@ export function gridStatus(input: GridStatusInput): GridStatus {
     unavailable.length > 0
       ? { type: 'SiteUnavailable', status: 'True', reason: 'NoReadyNode', message: `no Ready node in site ${unavailable.map((s) => s.name).join(', ')}` }
       : { type: 'SiteUnavailable', status: 'False', reason: 'AllSitesAvailable', message: 'every site has a Ready node' },
-    input.problems.length > 0
-      ? { type: 'Degraded', status: 'True', reason: 'ReconcileProblems', message: input.problems.join('; ') }
-      : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no problem found' },
+    degradedCondition(input.problems),
   ];
   return {
     observedGeneration: grid.metadata.generation,
