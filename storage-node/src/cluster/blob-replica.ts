@@ -12,6 +12,11 @@ export const blobPathOf = (id: string): string => `/_rpc/blobs/${id}`;
 export const BLOB_VERIFY_PATH = /^\/_rpc\/blobs\/([0-9a-f]{32})\/verify$/;
 export const blobVerifyPathOf = (id: string): string => `/_rpc/blobs/${id}/verify`;
 
+/** A copy that is not there: 404 from a peer, or BlobNotFoundError from this node's store. */
+export function isBlobMissing(e: unknown): boolean {
+  return (e instanceof RpcError && e.status === 404) || (e as Error)?.name === 'BlobNotFoundError';
+}
+
 /** What a replica says of its copy after reading it whole. */
 export interface BlobVerifyReply {
   exists: boolean;

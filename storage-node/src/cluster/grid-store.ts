@@ -2,6 +2,7 @@
 // replicas first (quorum read of the key, or of the bucket's differing leaves for a listing), and every
 // change is written to a majority of the replicas before it is acknowledged (docs/decisions/0014).
 import type { BlobStore } from '../blocks/blob-store';
+import type { LayoutNode } from '../layout/types';
 import type { AccessKeyReplicaRecord, BucketReplicaRecord, MetaStore } from '../meta/meta-store';
 import type { BucketRecord, PartRecord, UploadRecord } from '../meta/types';
 import { gridUploadId, UploadHome } from './upload-home';
@@ -197,7 +198,7 @@ export class GridStore extends Store {
    * Takes the bucket's records from a majority of `from` (the replicas under an older layout) and
    * makes them durable here: what a node that became a replica of the bucket does in a transition.
    */
-  async pullBucketFrom(bucket: string, from: import('../layout/types').LayoutNode[]): Promise<number> {
+  async pullBucketFrom(bucket: string, from: LayoutNode[]): Promise<number> {
     const taken = await this.quorum.pullBucket(bucket, this.replica, async (records) => this.applyLocal(records), from);
     if (taken > 0) await this.meta.sync();
     return taken;

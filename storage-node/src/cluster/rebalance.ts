@@ -9,13 +9,13 @@ import { pipeline } from 'node:stream/promises';
 import type { RebalanceStatus } from '../admin/api-types';
 import type { BlobStore } from '../blocks/blob-store';
 import { isBlobCorrupt } from '../blocks/blob-store';
-import { dataPlacement, metaPlacement, policyFor, rankNodes, siteDepths } from '../layout/placement';
+import { dataPlacement, metaPlacement, placeCopies, policyFor, siteDepths, topActive } from '../layout/placement';
 import type { Layout, LayoutNode } from '../layout/types';
 import type { BlobPlace } from '../model/blob-backend';
 import { RpcClient, RpcError, RpcRoute } from '../rpc';
 import { writeFileAtomic } from '../util/files';
 import { Logger, silentLogger } from '../util/logger';
-import { blobPathOf, blobUploadPathOf, BlobPutReply } from './blob-replica';
+import { blobPathOf, blobUploadPathOf, BlobPutReply, isBlobMissing } from './blob-replica';
 import { BlobPlaces, MAX_PLACES_PAGE, PlacedBlob } from './blob-places';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, Membership, peerOf } from './membership';
@@ -475,7 +475,7 @@ export class Rebalancer {
           this.progress.bytesMoved += size;
           this.rate.push({ t: Date.now(), bytes: size });
         } catch (e) {
-          if (isNotFound(e)) continue; // deleted since it was listed
+          if (isBlobMissing(e)) continue; // deleted since it was listed
           // The repair worker (or a write) may be making this very copy: it counts once it is there.
           if (/already being written|EEXIST/.test((e as Error).message)) {
             await new Promise((res) => setTimeout(res, 500));
@@ -671,16 +671,7 @@ function ownersOf(layout: Layout, policyName: string, partition: number): string
   let ids = m.get(k);
   if (!ids) {
     const policy = layout.policies.find((p) => p.name === policyName)!;
-    // dataPlacement by partition: the same walk as placement.ts, without a name to hash.
-    const used = new Set<string>();
-    ids = [];
-    for (const rule of policy.rules) {
-      if (layout.sites.find((s) => s.name === rule.site)?.state !== 'active') continue;
-      for (const n of rankNodes(layout, rule.site, partition).filter((x) => x.state === 'active' && !used.has(x.id)).slice(0, rule.copies)) {
-        used.add(n.id);
-        ids.push(n.id);
-      }
-    }
+    ids = placeCopies(layout, policy, partition).flatMap((c) => c.nodes.map((n) => n.id));
     m.set(k, ids);
   }
   return ids;
@@ -716,10 +707,6 @@ export function gainedPartitions(cur: Layout, open: readonly Layout[], self: Lay
   return out;
 }
 
-function topActive(layout: Layout, site: string, partition: number, depth: number): string[] {
-  return rankNodes(layout, site, partition).filter((n) => n.state === 'active').slice(0, depth).map((n) => n.id);
-}
-
 function partitionsOf(b: { partitions?: unknown; partitionCount?: unknown } | undefined): { partitions: number[]; partitionCount: number } {
   const partitionCount = Number(b?.partitionCount);
   const partitions = b?.partitions;
@@ -728,8 +715,4 @@ function partitionsOf(b: { partitions?: unknown; partitionCount?: unknown } | un
     throw new RpcError(400, 'BadRequest', 'body must be { partitions: [integers < partitionCount] (at most 4096), partitionCount }');
   }
   return { partitions: partitions as number[], partitionCount };
-}
-
-function isNotFound(e: unknown): boolean {
-  return (e instanceof RpcError && e.status === 404) || (e as Error)?.name === 'BlobNotFoundError';
 }

@@ -6,7 +6,7 @@ import { readCandidates } from '../layout/placement';
 import type { LayoutNode } from '../layout/types';
 import { RpcClient, RpcError } from '../rpc';
 import { Logger, silentLogger } from '../util/logger';
-import { blobPathOf, blobUploadPathOf, blobVerifyPathOf, BlobPutReply, BlobVerifyReply, verifyCopy } from './blob-replica';
+import { blobPathOf, blobUploadPathOf, blobVerifyPathOf, BlobPutReply, BlobVerifyReply, isBlobMissing, verifyCopy } from './blob-replica';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import type { RepairEntry, RepairOutcome } from './repair-queue';
@@ -69,7 +69,7 @@ export class RepairExecutor {
         this.log.info('owed copy made', { blobId: item.blobId, from: src.id, to: target.id, bytes: size, kind: item.kind });
         return 'done';
       } catch (e) {
-        if (isNotFound(e)) continue; // this source does not hold it; try the next
+        if (isBlobMissing(e)) continue; // this source does not hold it; try the next
         anyUnavailable = true;
         if (isPeerFailure(e) && (e as { peerId?: string }).peerId === target.id) return 'retry'; // the target itself is unreachable
         this.log.debug('repair source failed', { blobId: item.blobId, from: src.id, to: target.id, error: (e as Error).message });
@@ -122,8 +122,4 @@ export class RepairExecutor {
     const r = await this.rpc.stream(peerOf(n), 'PUT', blobUploadPathOf(id, size, place), body);
     return (r.json as BlobPutReply).size;
   }
-}
-
-function isNotFound(e: unknown): boolean {
-  return (e instanceof RpcError && e.status === 404) || (e as Error)?.name === 'BlobNotFoundError';
 }

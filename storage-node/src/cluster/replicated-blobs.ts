@@ -7,9 +7,9 @@ import { dataPlacement, readCandidates } from '../layout/placement';
 import type { IngestMode, LayoutNode } from '../layout/types';
 import type { BlobRef } from '../meta/types';
 import type { BlobBackend, BlobPlace, BlobSink } from '../model/blob-backend';
-import { RpcClient, RpcError } from '../rpc';
+import { RpcClient } from '../rpc';
 import { Logger, silentLogger } from '../util/logger';
-import { blobPathOf, blobUploadPathOf, BlobPutReply } from './blob-replica';
+import { blobPathOf, blobUploadPathOf, BlobPutReply, isBlobMissing } from './blob-replica';
 import type { LayoutState } from './layout-state';
 import { isPeerFailure, peerOf } from './membership';
 import type { RepairItem, RepairQueue } from './repair-queue';
@@ -274,7 +274,7 @@ export class ReplicatedBlobs implements BlobBackend {
           // A copy that is reachable but fails (a corrupt chunk cuts the body) is queued for a check:
           // the repair verifies it and replaces it from a good copy if it is bad.
           // A copy missing on a new owner during a transition is being moved, not damaged.
-          const moving = self.layout.open.length > 0 && ((e instanceof RpcError && e.status === 404) || (e as Error).name === 'BlobNotFoundError');
+          const moving = self.layout.open.length > 0 && isBlobMissing(e);
           if (!isPeerFailure(e) && !moving) {
             self.log.warn('blob copy read failed, trying the next copy', { blobId: ref.id, node: n.id, offset, error: msg });
             self.queueCheck(n.id, ref, place, 'read failed');

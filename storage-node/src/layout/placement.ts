@@ -115,6 +115,14 @@ export function dataPartition(layout: Layout, bucket: string, key: string): numb
 export function dataPlacement(layout: Layout, bucket: string, key: string, boundPolicy?: string): DataPlacement {
   const policy = policyFor(layout, bucket, key, boundPolicy);
   const partition = dataPartition(layout, bucket, key);
+  return { policy, partition, copies: placeCopies(layout, policy, partition) };
+}
+
+/**
+ * The copies of a partition under a policy (what dataPlacement gives an object of that partition):
+ * for each rule on an active site, its top `copies` active nodes, no node twice.
+ */
+export function placeCopies(layout: Layout, policy: ReplicationPolicy, partition: number): SiteCopies[] {
   const used = new Set<string>();
   const copies: SiteCopies[] = [];
   for (const rule of policy.rules) {
@@ -125,7 +133,7 @@ export function dataPlacement(layout: Layout, bucket: string, key: string, bound
     for (const n of nodes) used.add(n.id);
     copies.push({ site: rule.site, wanted: rule.copies, nodes });
   }
-  return { policy, partition, copies };
+  return copies;
 }
 
 /** The metadata replicas of a bucket: the top active node of every non-failed site for partitionOf(bucket). */
@@ -241,7 +249,8 @@ export function movedPartitions(oldLayout: Layout, newLayout: Layout): Partition
   return moves;
 }
 
-function topActive(layout: Layout, site: string, partition: number, depth: number): string[] {
+/** Ids of the top `depth` active nodes of a site for a partition. */
+export function topActive(layout: Layout, site: string, partition: number, depth: number): string[] {
   return rankNodes(layout, site, partition).filter((n) => n.state === 'active').slice(0, depth).map((n) => n.id);
 }
 
